@@ -1,0 +1,26 @@
+"""Which handler serves which event; the event ``E`` is answered as ``gn_E`` by the
+namespace (server/namespace.py)."""
+
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+from server.hub import Session
+from server.node import Node
+
+from . import messages, rooms, session
+
+Handler = Callable[[Node, Session, dict[str, Any]], Awaitable[dict[str, Any] | None]]
+
+EVENTS: dict[str, Handler] = {
+    "login": session.login,
+    "create": rooms.create,
+    "list_rooms": rooms.list_rooms,
+    "join": rooms.join,
+    "leave": rooms.leave,
+    "users_in_room": rooms.users_in_room,
+    "set_acl": rooms.set_acl,
+    "message": messages.message,
+    "history": messages.history,
+}

@@ -1,0 +1,46 @@
+"""The Tornado application of a node: socket.io, the demo page, and a health check."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tornado.web
+
+from .namespace import ChatNamespace
+from .node import Node
+from .transport import socketio_handler_class
+
+
+class HealthHandler(tornado.web.RequestHandler):
+    """GET /health: liveness and a few counters, as JSON, for load balancers and people."""
+
+    def initialize(self, node: Node) -> None:
+        self.node = node
+
+    def get(self) -> None:
+        node, hub = self.node, self.node.hub
+        self.write(
+            {
+                "node": node.node_id,
+                "backend": node.settings.backend,
+                "redis_down": node.outage.down,
+                "sessions": len(hub.sessions),
+                "channels": len(hub.channels()),
+                "published": hub.stats.published,
+                "delivered": hub.stats.delivered,
+                "slow_consumers_dropped": node.sio.engine.slow_consumers_dropped,
+            }
+        )
+
+
+def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
+    node.sio.register_namespace(ChatNamespace(node))
+    return tornado.web.Application(
+        [
+            (r"/socket.io/", socketio_handler_class(node.sio, node.settings.compression)),
+            (r"/health", HealthHandler, {"node": node}),
+            (r"/demo/(.*)", tornado.web.StaticFileHandler,
+             {"path": str(static_dir), "default_filename": "index.html"}),
+            (r"/(?:demo)?", tornado.web.RedirectHandler, {"url": "/demo/"}),
+        ],
+    )

@@ -1,0 +1,199 @@
+"""The hub: this node's connections, who they are, what they listen to, and the fan-out.
+
+Routing is by *channel*: ``room:<id>`` for a room, ``user:<id>`` for all sessions of a
+user. The broker tells the hub when something was published on a channel; the hub writes
+it to the local sessions interested in that channel. It asks the broker to subscribe when
+the first local session becomes interested in a channel and to unsubscribe after the last
+one leaves, so a node only receives traffic for rooms and users it serves.
+
+Fan-out cost is what the node's throughput is made of: one packet text and one websocket
+frame per published message, then per recipient one dict lookup and one write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable
+
+from engineio import packet as eio_packet
+from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
+
+from storage.base import Member
+
+from .broker import Broker, MemoryBroker
+from .wire import engineio_message_frame
+
+log = logging.getLogger("dino.hub")
+
+
+def room_channel(room_id: str) -> str:
+    return "room:" + room_id
+
+
+def user_channel(user_id: str) -> str:
+    return "user:" + user_id
+
+
+class Link:
+    """The write side of one websocket, once it may be written to directly.
+
+    engine.io queues outgoing packets and a writer task sends them; that costs a task
+    switch per packet. Once a websocket's queue has drained, its MESSAGE packets are
+    written here instead, in call order, so ordering with the queued past is kept (see
+    ``transport.DirectWebSocket``). Pings and the close packet still use the queue.
+    """
+
+    def __init__(self, stream: IOStream, on_overflow: Callable[[], None]) -> None:
+        self.stream = stream
+        self._on_overflow = on_overflow
+        # A plain IOStream may be written with socket.send while its buffer is empty;
+        # anything else (TLS) goes through IOStream.write.
+        self._raw = type(stream) is IOStream
+
+    def write(self, frame: bytes) -> None:
+        stream = self.stream
+        if stream.closed():
+            return
+        if self._raw and not stream.writing():
+            try:
+                sent = stream.socket.send(frame)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                return  # the read side sees the broken connection and closes it
+            if sent == len(frame):
+                return
+            frame = frame[sent:]
+        try:
+            stream.write(frame)
+        except StreamBufferFullError:
+            self._on_overflow()
+        except StreamClosedError:
+            pass
+
+
+@dataclass(eq=False)
+class Session:
+    """One socket.io connection to the /chat namespace on this node."""
+
+    sid: str
+    eio_sid: str
+    member: Member | None = None  # None until login
+    token: str | None = None  # from the socket.io auth payload, for jwt login
+    attributes: dict[str, str] = field(default_factory=dict)
+    rooms: set[str] = field(default_factory=set)
+
+
+@dataclass
+class HubStats:
+    published: int = 0  # messages received from the broker
+    delivered: int = 0  # writes to recipients
+    slow_consumers_dropped: int = 0
+
+
+class Hub:
+    def __init__(
+        self, enqueue: Callable[[str, eio_packet.Packet], bool], links: dict[str, Link]
+    ) -> None:
+        """``enqueue(eio_sid, packet)`` queues a packet on engine.io's own path; ``links``
+        are the direct writers of websocket connections, keyed by engine.io sid."""
+        self._enqueue = enqueue
+        self.links = links
+        # One node needs no pub/sub: publishing is delivering. A cluster swaps in Redis.
+        self.broker: Broker = MemoryBroker(self.deliver)
+        self.sessions: dict[str, Session] = {}
+        self._listeners: dict[str, set[str]] = {}  # channel -> sids
+        self._subscribing: dict[str, asyncio.Future[None]] = {}  # channel -> in flight
+        self.stats = HubStats()
+
+    # -- sessions ----------------------------------------------------------------------
+
+    def add_session(self, sid: str, eio_sid: str) -> Session:
+        session = Session(sid, eio_sid)
+        self.sessions[sid] = session
+        return session
+
+    def remove_session(self, sid: str) -> Session | None:
+        return self.sessions.pop(sid, None)
+
+    # -- interest ----------------------------------------------------------------------
+
+    async def listen(self, channel: str, sid: str) -> None:
+        """Route ``channel`` to session ``sid``; subscribes the node on first interest.
+
+        Returns after the subscription is active, so nothing published afterwards is
+        missed by this session (a second listener waits for the first one's subscribe)."""
+        listeners = self._listeners.get(channel)
+        if listeners is not None:
+            listeners.add(sid)
+            pending = self._subscribing.get(channel)
+            if pending is not None:
+                await asyncio.shield(pending)
+            return
+        self._listeners[channel] = {sid}
+        pending = self._subscribing[channel] = asyncio.get_running_loop().create_future()
+        try:
+            await self.broker.subscribe(channel)
+        except BaseException as exc:
+            self._forget(channel, sid)
+            pending.set_exception(exc)
+            pending.exception()  # retrieved here, so an unawaited failure is not logged
+            raise
+        else:
+            pending.set_result(None)
+        finally:
+            del self._subscribing[channel]
+
+    async def unlisten(self, channel: str, sid: str) -> None:
+        if self._forget(channel, sid):
+            await self.broker.unsubscribe(channel)
+
+    def _forget(self, channel: str, sid: str) -> bool:
+        """Drop ``sid`` from ``channel``; True if nobody local listens any more."""
+        listeners = self._listeners.get(channel)
+        if listeners is None:
+            return False
+        listeners.discard(sid)
+        if listeners:
+            return False
+        del self._listeners[channel]
+        return True
+
+    def channels(self) -> list[str]:
+        return list(self._listeners)
+
+    def listeners(self, channel: str) -> set[str]:
+        return self._listeners.get(channel, set())
+
+    # -- fan-out -----------------------------------------------------------------------
+
+    def deliver(self, channel: str, payload: str) -> None:
+        """Write a published ``payload`` to the local listeners of ``channel``.
+
+        ``payload`` is ``<sid to skip or empty>\\n<socket.io packet text>``."""
+        listeners = self._listeners.get(channel)
+        self.stats.published += 1
+        if not listeners:
+            return
+        skip, _, text = payload.partition("\n")
+        frame: bytes | None = None
+        sessions, links = self.sessions, self.links
+        delivered = 0
+        # A copy: a write may drop a slow consumer, which changes the set.
+        for sid in tuple(listeners):
+            if sid == skip:
+                continue
+            session = sessions.get(sid)
+            if session is None:
+                continue
+            link = links.get(session.eio_sid)
+            if link is not None:
+                if frame is None:
+                    frame = engineio_message_frame(text)
+                link.write(frame)
+            else:
+                self._enqueue(session.eio_sid, eio_packet.Packet(eio_packet.MESSAGE, text))
+            delivered += 1
+        self.stats.delivered += delivered

@@ -1,0 +1,42 @@
+"""Running a node: bind, build, serve until asked to stop, then leave cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from pathlib import Path
+
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_sockets
+
+from .app import make_app
+from .cluster import Cluster
+from .node import create_node
+from .settings import Settings
+
+log = logging.getLogger("dino")
+
+
+async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> None:
+    # Bind first: with --port 0 the real port is known only now, and it names the node.
+    sockets = bind_sockets(settings.port, settings.host, family=socket.AF_INET)
+    port = sockets[0].getsockname()[1]
+    node_id = settings.node_id or f"{socket.gethostname()}:{port}"
+    node = await create_node(settings, node_id)
+    cluster = Cluster(node)
+    await cluster.start()
+    server = HTTPServer(make_app(node, static_dir), xheaders=True)
+    server.add_sockets(sockets)
+    where = settings.redis_url if settings.redis_url else "in-memory store, single node"
+    log.info(
+        "dino node %s listening on http://%s:%d/ (%s backend: %s)",
+        node_id, settings.host, port, settings.backend, where,
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping node %s", node_id)
+        server.stop()
+        await cluster.stop()
+        await node.close()

@@ -1,0 +1,103 @@
+"""The /chat namespace: turns socket.io events into handler calls and replies.
+
+Every event ``E`` is answered with ``gn_E`` on the connection and, when the client asked
+for an ack, with the same object as the ack. Errors become status codes here and only
+here: 400 with the handler's message for the client's mistakes, 500 for the rest, with
+the traceback in the log and nothing internal in the reply.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import socketio
+
+from handlers.events import EVENTS
+from handlers.session import disconnect
+from handlers.validation import BadRequest, request_object
+from storage.base import StoreUnavailable
+
+from .hub import Session
+from .node import Node
+from .wire import NAMESPACE
+
+log = logging.getLogger("dino.namespace")
+
+Reply = dict[str, Any]
+
+
+class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, node: Node) -> None:
+        super().__init__(NAMESPACE)
+        self.node = node
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        # python-socketio documents overriding this to route every event in one place.
+        if event == "connect":
+            return await self.on_connect(args[0], args[2] if len(args) > 2 else None)
+        if event == "disconnect":
+            return await self.on_disconnect(args[0])
+        sid = args[0]
+        payload = args[1] if len(args) > 1 else None
+        return await self.on_event(event, sid, payload)
+
+    async def on_connect(self, sid: str, auth: Any) -> None:
+        eio_sid = self.node.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
+        session = self.node.hub.add_session(sid, eio_sid)
+        if isinstance(auth, dict) and isinstance(auth.get("token"), str):
+            session.token = auth["token"]
+        await self.node.send(session, "gn_connect", {"status_code": 200})
+
+    async def on_disconnect(self, sid: str) -> None:
+        session = self.node.hub.remove_session(sid)
+        if session is None:
+            return
+        try:
+            await disconnect(self.node, session)
+        except StoreUnavailable as exc:
+            self.node.outage.failed("disconnect", exc)
+            self.node.unfinished_drops.add(sid)
+        except Exception:
+            log.exception("cleaning up session %s failed", sid)
+            self.node.unfinished_drops.add(sid)
+
+    async def on_event(self, event: str, sid: str, payload: Any) -> Reply:
+        session = self.node.hub.sessions.get(sid)
+        if session is None:  # raced with its own disconnect
+            return {"status_code": 400, "data": "not connected"}
+        reply = await self._reply(event, session, payload)
+        await self.node.send(session, "gn_" + event, reply)
+        return reply
+
+    async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
+        handler = EVENTS.get(event)
+        try:
+            if handler is None:
+                raise BadRequest(f"unknown event '{event}'")
+            if session.member is None and event != "login":
+                raise BadRequest("log in first: send the login event")
+            request = request_object(payload)
+            self._check_actor(session, request)
+            data = await handler(self.node, session, request)
+        except BadRequest as exc:
+            return {"status_code": 400, "data": str(exc)}
+        except StoreUnavailable as exc:
+            self.node.outage.failed(event, exc)
+            return {"status_code": 500, "data": "storage is unavailable; try again shortly"}
+        except Exception:
+            log.exception("event %r from %s failed", event, session.sid)
+            return {"status_code": 500, "data": f"internal error while handling '{event}'"}
+        if self.node.outage.down:
+            self.node.outage.recovered()
+        return {"status_code": 200} if data is None else {"status_code": 200, "data": data}
+
+    @staticmethod
+    def _check_actor(session: Session, request: dict[str, Any]) -> None:
+        """The session's user is authoritative: a request may not speak for someone else."""
+        if session.member is None:
+            return
+        actor = request.get("actor")
+        claimed = actor.get("id") if isinstance(actor, dict) else None
+        if claimed is not None and str(claimed) != session.member.id:
+            raise BadRequest(f"actor.id '{claimed}' is not the logged-in user")

@@ -1,0 +1,103 @@
+"""The node: the one context object that owns a running node's parts.
+
+Everything a handler needs is reached through ``Node``; there is no module-level state, so
+a test can run several nodes in one process.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from engineio import packet as eio_packet
+
+from storage.base import Fanout, Store
+from storage.keys import KeySchema
+from storage.memory import MemoryStore
+from storage.redis_store import RedisStore
+
+from .auth import Authenticator, make_authenticator
+from .broker import RedisBroker
+from .hub import Hub, Session
+from .outage import OutageLog
+from .settings import Settings
+from .transport import DinoSocketServer, create_socket_server
+from .wire import Json, event_packet, event_packet_parts
+
+log = logging.getLogger("dino.node")
+
+
+@dataclass
+class Node:
+    settings: Settings
+    node_id: str
+    sio: DinoSocketServer
+    hub: Hub
+    store: Store
+    auth: Authenticator
+    outage: OutageLog
+    # Sessions whose removal from the store failed (Redis down); retried by the cluster.
+    unfinished_drops: set[str] = field(default_factory=set)
+
+    async def send(self, session: Session, event: str, data: object) -> None:
+        """Emit ``event`` to one session, on the same ordered path as room deliveries."""
+        text = event_packet(event, Json.dumps(data))
+        await self.sio.engine.send_packet(
+            session.eio_sid, eio_packet.Packet(eio_packet.MESSAGE, text)
+        )
+
+    async def publish(self, channel: str, event: str, data: object, skip_sid: str = "") -> None:
+        """Emit ``event`` to every listener of ``channel`` on every node."""
+        await self.hub.broker.publish(channel, skip_sid + "\n" + event_packet(event, Json.dumps(data)))
+
+    async def append_and_publish(
+        self, log_name: str, entry_tail: str, channel: str, event: str, skip_sid: str = ""
+    ) -> int:
+        """Store an activity in a log and emit it as ``event`` on ``channel``, atomically."""
+        head, tail = event_packet_parts(event)
+        fanout = Fanout(channel, skip_sid + "\n" + head, tail)
+        return await self.store.append(log_name, entry_tail, fanout)
+
+    async def close(self) -> None:
+        await self.hub.broker.close()
+        await self.store.close()
+
+
+async def create_node(settings: Settings, node_id: str) -> Node:
+    """Build a node for ``settings``: in-memory without a Redis URL, Redis-backed with one."""
+    sio = create_socket_server(
+        compression=settings.compression,
+        send_buffer_bytes=settings.send_buffer_bytes,
+        # Frames larger than this close the connection (socket.io's maxHttpBufferSize);
+        # anything up to it that breaks a rule gets a 400.
+        max_packet_bytes=max(65_536, 8 * settings.max_message_bytes),
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        cors_origins=settings.cors_origins,
+    )
+    outage = OutageLog()
+    hub = Hub(sio.engine.enqueue, sio.engine.links)
+    store: Store
+    if settings.redis_url:
+        client = aioredis.Redis.from_url(
+            settings.redis_url,
+            decode_responses=True,
+            socket_connect_timeout=2.0,
+            socket_timeout=5.0,
+            health_check_interval=10,
+        )
+        keys = KeySchema(settings.redis_prefix)
+        hub.broker = RedisBroker(client, keys, hub.deliver, outage)
+        store = RedisStore(client, keys, settings.history_size)
+    else:
+        store = MemoryStore(settings.history_size, hub.deliver)
+    return Node(
+        settings=settings,
+        node_id=node_id,
+        sio=sio,
+        hub=hub,
+        store=store,
+        auth=make_authenticator(settings.auth, settings.jwt_secret),
+        outage=outage,
+    )

@@ -1,0 +1,107 @@
+"""Node settings: one frozen object, read from the command line with environment defaults.
+
+Every option is also an environment variable (``--redis-url`` <-> ``DINO_REDIS_URL``), so a
+node can be configured by a process manager without a wrapper script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "0.0.0.0"
+    port: int = 5210
+    redis_url: str | None = None  # None: embedded in-memory store, single node
+    redis_prefix: str = "dino:"
+    node_id: str = ""  # "" -> "<hostname>:<port>": stable across restarts (see cluster.py)
+    auth: str = "open"  # "open" or "jwt"
+    jwt_secret: str = ""
+    max_message_bytes: int = 10_240
+    history_size: int = 1_000  # messages kept per room / conversation
+    history_on_join: int = 50
+    compression: bool = False  # permessage-deflate; off: it costs ~2x CPU and ~150 KB/conn
+    send_buffer_bytes: int = 1_048_576  # a slower consumer than this is disconnected
+    cors_origins: tuple[str, ...] = ()  # () -> same origin only; ("*",) -> any
+    ping_interval: float = 25.0
+    ping_timeout: float = 20.0
+    lease_ttl: float = 8.0  # a node silent this long is dead; survivors purge it
+    heartbeat_interval: float = 2.0
+    log_level: str = "INFO"
+
+    @property
+    def backend(self) -> str:
+        return "redis" if self.redis_url else "memory"
+
+
+_OPTIONS: tuple[tuple[str, type, str], ...] = (
+    ("host", str, "address to listen on"),
+    ("port", int, "port to listen on"),
+    ("redis_url", str, "Redis URL (redis://host:port/db); unset: in-memory, one node"),
+    ("redis_prefix", str, "prefix of every Redis key and channel"),
+    ("node_id", str, "this node's id in the cluster (default hostname:port)"),
+    ("auth", str, "authentication: open (anyone may log in as anyone) or jwt"),
+    ("jwt_secret", str, "shared secret for --auth jwt (HS256)"),
+    ("max_message_bytes", int, "largest message content, UTF-8 bytes"),
+    ("history_size", int, "messages kept per room or conversation"),
+    ("history_on_join", int, "messages returned in gn_join"),
+    ("send_buffer_bytes", int, "per-connection send buffer; a slower client is dropped"),
+    ("ping_interval", float, "socket.io ping interval, seconds"),
+    ("ping_timeout", float, "socket.io ping timeout, seconds"),
+    ("lease_ttl", float, "seconds without heartbeat before a node counts as dead"),
+    ("heartbeat_interval", float, "seconds between node lease renewals"),
+    ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
+)
+
+
+def _env_name(name: str) -> str:
+    return "DINO_" + name.upper()
+
+
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def parse_settings(
+    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Build Settings from ``argv`` (flags win) and ``environ`` (DINO_* variables)."""
+    env = os.environ if environ is None else environ
+    defaults = Settings()
+    parser = argparse.ArgumentParser(
+        prog="run.py",
+        description="Start a dino node. Every option can also be set as DINO_<OPTION>.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    for name, kind, text in _OPTIONS:
+        default = env.get(_env_name(name), getattr(defaults, name))
+        parser.add_argument(
+            "--" + name.replace("_", "-"),
+            type=kind,
+            default=kind(default) if default is not None else None,
+            help=f"{text} [{_env_name(name)}]",
+        )
+    parser.add_argument(
+        "--compression",
+        action=argparse.BooleanOptionalAction,
+        default=_truthy(env.get("DINO_COMPRESSION", "")),
+        help="negotiate permessage-deflate with clients [DINO_COMPRESSION]",
+    )
+    parser.add_argument(
+        "--cors-origins",
+        default=env.get("DINO_CORS_ORIGINS", ""),
+        help="comma-separated allowed origins, '*' for any; empty: same origin [DINO_CORS_ORIGINS]",
+    )
+    args = parser.parse_args(argv)
+    if args.auth not in ("open", "jwt"):
+        parser.error("--auth must be 'open' or 'jwt'")
+    if args.auth == "jwt" and not args.jwt_secret:
+        parser.error("--auth jwt needs --jwt-secret (or DINO_JWT_SECRET)")
+    values = {name: getattr(args, name) for name, _, _ in _OPTIONS}
+    values["redis_url"] = values["redis_url"] or None
+    origins = tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
+    return Settings(**values, compression=args.compression, cors_origins=origins)

@@ -1,0 +1,1 @@
+"""Storage for dino: the ``Store`` contract (``base``) and its implementations."""

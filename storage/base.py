@@ -1,0 +1,171 @@
+"""The Store seam: what a node needs to keep, and the contract every store honours.
+
+Two implementations exist: ``MemoryStore`` (the embedded default, one node only) and
+``RedisStore`` (any number of nodes). ``tests/test_store_contract.py`` runs the same suite
+against both, so a behaviour written here is a behaviour tested on both.
+
+Message logs store entries as JSON text, not dicts: a node encodes an activity once, the
+store adds the sequence number and hands the same text to every subscriber. See
+``Fanout`` for why the publish is part of the append.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class StoreError(Exception):
+    """Base class for store failures that are not the client's fault."""
+
+
+class StoreUnavailable(StoreError):  # noqa: N818 -- the name reads as a state, on purpose
+    """The backing service (Redis) cannot be reached; the request may be retried later."""
+
+
+class RoomNameTaken(Exception):  # noqa: N818 -- likewise
+    """A room with that name exists already (names are unique, compared case-sensitively)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """A user as others see them: id and display name."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Room:
+    id: str
+    name: str
+    owners: Mapping[str, str] = field(default_factory=dict)  # user id -> display name
+    acl: Mapping[str, str] = field(default_factory=dict)  # acl type -> rule
+
+
+@dataclass(frozen=True)
+class RoomSummary:
+    id: str
+    name: str
+    members: int  # distinct users present, cluster-wide
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """What to publish together with a log append.
+
+    The store publishes ``head + entry + tail`` on ``channel`` in the same atomic step as
+    the append. That is what keeps delivery order equal to sequence order when several
+    nodes append to one log: with a separate publish, node A could take seq 5, node B seq
+    6, and B's publish could still reach subscribers first.
+    """
+
+    channel: str
+    head: str
+    tail: str
+
+
+class Store(Protocol):
+    """Rooms, presence, message logs and node leases.
+
+    All methods are coroutines. Methods raise ``StoreUnavailable`` when the backing
+    service is down; they never leave half-written state that a retry cannot repair.
+    """
+
+    # -- rooms -------------------------------------------------------------------------
+
+    async def create_room(self, room_id: str, name: str, owner: Member) -> Room:
+        """Create a room owned by ``owner``. Raises ``RoomNameTaken`` if ``name`` is in use.
+
+        Atomic: of two concurrent creates with one name, exactly one succeeds."""
+        ...
+
+    async def get_room(self, room_id: str) -> Room | None:
+        """The room with its owners and ACL, or None if it does not exist."""
+        ...
+
+    async def list_rooms(self) -> list[RoomSummary]:
+        """Every room with its member count, sorted by name."""
+        ...
+
+    async def set_acl(self, room_id: str, acl: Mapping[str, str]) -> None:
+        """Replace the room's ACL with ``acl`` (an empty mapping clears it)."""
+        ...
+
+    # -- presence ----------------------------------------------------------------------
+
+    async def register_session(self, sid: str, member: Member, node_id: str) -> None:
+        """Remember that session ``sid`` of ``member`` lives on node ``node_id``."""
+        ...
+
+    async def join_room(self, room_id: str, sid: str) -> bool:
+        """Put registered session ``sid`` in the room.
+
+        Returns True if its user was not in the room before (this is the user's first
+        session there), False otherwise. Idempotent: joining twice returns False."""
+        ...
+
+    async def leave_room(self, room_id: str, sid: str) -> bool:
+        """Take session ``sid`` out of the room.
+
+        Returns True if that was its user's last session in the room (the user left),
+        False otherwise, including when the session was not in the room."""
+        ...
+
+    async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
+        """Forget session ``sid``: leave every room it is in, unregister it.
+
+        Returns ``(room_id, member)`` for each room its user thereby left entirely.
+        Idempotent: an unknown sid returns []."""
+        ...
+
+    async def room_members(self, room_id: str) -> list[Member]:
+        """The distinct users present in the room, sorted by id."""
+        ...
+
+    async def node_sessions(self, node_id: str) -> list[str]:
+        """The sessions registered on node ``node_id``."""
+        ...
+
+    # -- node leases -------------------------------------------------------------------
+
+    async def renew_lease(self, node_id: str, ttl_ms: int) -> None:
+        """Register the node and keep it alive for ``ttl_ms`` from now."""
+        ...
+
+    async def expired_nodes(self) -> list[str]:
+        """Registered nodes whose lease has run out (they died without a goodbye)."""
+        ...
+
+    async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
+        """True for exactly one caller per ``ttl_ms`` window: that caller purges the node."""
+        ...
+
+    async def forget_node(self, node_id: str) -> None:
+        """Remove the node from the registry (after its sessions were dropped)."""
+        ...
+
+    # -- message logs ------------------------------------------------------------------
+
+    async def append(self, log: str, entry_tail: str, fanout: Fanout | None) -> int:
+        """Append an entry to ``log`` and return its sequence number.
+
+        The stored entry is ``'{"seq":' + str(seq) + entry_tail``, where ``entry_tail`` is
+        the rest of a JSON object (starting with ``,`` or ``}``). Sequence numbers start at
+        1 and grow by exactly one per append; the log keeps the newest ``history_size``
+        entries. With ``fanout`` the entry is published atomically with the append."""
+        ...
+
+    async def history(
+        self, log: str, *, before: int | None, since: int | None, limit: int
+    ) -> list[str]:
+        """Up to ``limit`` entries of ``log``, oldest first.
+
+        ``since``: the oldest entries with seq > since. Otherwise the newest entries,
+        restricted to seq < ``before`` when given. Unknown log: []."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

@@ -1,0 +1,219 @@
+"""``MemoryStore``: the embedded default for a single node, kept in plain dicts.
+
+Every method runs to completion without awaiting, and the event loop is single-threaded,
+so each call is atomic for free; the coroutine signatures only exist to honour ``Store``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from storage.base import Fanout, Member, Room, RoomNameTaken, RoomSummary
+
+Publish = Callable[[str, str], None]
+"""``publish(channel, text)``: delivers fanout text to the subscribers of ``channel``."""
+
+
+@dataclass
+class _RoomState:
+    name: str
+    owners: dict[str, str]
+    acl: dict[str, str] = field(default_factory=dict)
+    # Presence, as in RedisStore: sid -> uid, uid -> number of its sessions here
+    # (never 0), and uid -> name of the users present.
+    sessions: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    users: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class _Session:
+    member: Member
+    node_id: str
+    rooms: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _Log:
+    entries: deque[str]  # newest last; maxlen does the trimming
+    seq: int = 0  # last seq handed out; entries hold seqs first_seq .. seq
+
+    @property
+    def first_seq(self) -> int:
+        return self.seq - len(self.entries) + 1
+
+
+class MemoryStore:
+    """A ``Store`` for one node. ``publish`` is called synchronously for each fanout."""
+
+    def __init__(self, history_size: int, publish: Publish) -> None:
+        if history_size < 1:
+            raise ValueError(f"history_size must be at least 1, got {history_size}")
+        self._history_size = history_size
+        self._publish = publish
+        self._rooms: dict[str, _RoomState] = {}
+        self._room_ids_by_name: dict[str, str] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._node_sessions: dict[str, set[str]] = {}
+        self._leases: dict[str, float] = {}  # node id -> expiry, time.monotonic()
+        self._cleanup_locks: dict[str, float] = {}  # node id -> lock expiry
+        self._logs: dict[str, _Log] = {}
+
+    # -- rooms -------------------------------------------------------------------------
+
+    async def create_room(self, room_id: str, name: str, owner: Member) -> Room:
+        existing_id = self._room_ids_by_name.get(name)
+        if existing_id is not None:
+            if existing_id == room_id and owner.id in self._rooms[room_id].owners:
+                return self._room(room_id)  # a retry of a create that went through
+            raise RoomNameTaken(name)
+        if room_id in self._rooms:
+            raise ValueError(f"room id {room_id!r} is in use under another name")
+        self._rooms[room_id] = _RoomState(name=name, owners={owner.id: owner.name})
+        self._room_ids_by_name[name] = room_id
+        return self._room(room_id)
+
+    async def get_room(self, room_id: str) -> Room | None:
+        return self._room(room_id) if room_id in self._rooms else None
+
+    async def list_rooms(self) -> list[RoomSummary]:
+        summaries = [
+            RoomSummary(id=room_id, name=state.name, members=len(state.users))
+            for room_id, state in self._rooms.items()
+        ]
+        return sorted(summaries, key=lambda s: (s.name, s.id))
+
+    async def set_acl(self, room_id: str, acl: Mapping[str, str]) -> None:
+        state = self._rooms.get(room_id)
+        if state is not None:
+            state.acl = dict(acl)
+
+    def _room(self, room_id: str) -> Room:
+        state = self._rooms[room_id]
+        # Copies, so that callers cannot reach into the store through the mappings.
+        return Room(id=room_id, name=state.name, owners=dict(state.owners), acl=dict(state.acl))
+
+    # -- presence ----------------------------------------------------------------------
+
+    async def register_session(self, sid: str, member: Member, node_id: str) -> None:
+        previous = self._sessions.get(sid)
+        if previous is not None:
+            self._node_sessions.get(previous.node_id, set()).discard(sid)
+            previous.member, previous.node_id = member, node_id
+        else:
+            self._sessions[sid] = _Session(member=member, node_id=node_id)
+        self._node_sessions.setdefault(node_id, set()).add(sid)
+
+    async def join_room(self, room_id: str, sid: str) -> bool:
+        session = self._sessions.get(sid)
+        state = self._rooms.get(room_id)
+        if session is None or state is None or sid in state.sessions:
+            return False
+        uid = session.member.id
+        state.sessions[sid] = uid
+        session.rooms.add(room_id)
+        state.counts[uid] = state.counts.get(uid, 0) + 1
+        if state.counts[uid] > 1:
+            return False
+        state.users[uid] = session.member.name
+        return True
+
+    async def leave_room(self, room_id: str, sid: str) -> bool:
+        session = self._sessions.get(sid)
+        if session is not None:
+            session.rooms.discard(room_id)
+        return self._leave(room_id, sid)
+
+    def _leave(self, room_id: str, sid: str) -> bool:
+        """Take ``sid`` out of the room's presence; True if its user left the room."""
+        state = self._rooms.get(room_id)
+        uid = state.sessions.pop(sid, None) if state is not None else None
+        if state is None or uid is None:
+            return False
+        state.counts[uid] -= 1
+        if state.counts[uid] > 0:
+            return False
+        del state.counts[uid]
+        del state.users[uid]
+        return True
+
+    async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
+        session = self._sessions.pop(sid, None)
+        if session is None:
+            return []
+        node_sessions = self._node_sessions.get(session.node_id, set())
+        node_sessions.discard(sid)
+        if not node_sessions:
+            self._node_sessions.pop(session.node_id, None)
+        left = [room_id for room_id in sorted(session.rooms) if self._leave(room_id, sid)]
+        return [(room_id, session.member) for room_id in left]
+
+    async def room_members(self, room_id: str) -> list[Member]:
+        state = self._rooms.get(room_id)
+        users = state.users if state is not None else {}
+        return [Member(id=uid, name=users[uid]) for uid in sorted(users)]
+
+    async def node_sessions(self, node_id: str) -> list[str]:
+        return sorted(self._node_sessions.get(node_id, ()))
+
+    # -- node leases -------------------------------------------------------------------
+    # A single node never outlives itself, but the semantics match RedisStore's so that
+    # the lease code in the server is exercised the same way on both stores.
+
+    async def renew_lease(self, node_id: str, ttl_ms: int) -> None:
+        self._leases[node_id] = time.monotonic() + ttl_ms / 1000
+
+    async def expired_nodes(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(node_id for node_id, expiry in self._leases.items() if expiry <= now)
+
+    async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
+        now = time.monotonic()
+        if self._cleanup_locks.get(node_id, now) > now:
+            return False
+        self._cleanup_locks[node_id] = now + ttl_ms / 1000
+        return True
+
+    async def forget_node(self, node_id: str) -> None:
+        self._leases.pop(node_id, None)
+
+    # -- message logs ------------------------------------------------------------------
+
+    async def append(self, log: str, entry_tail: str, fanout: Fanout | None) -> int:
+        if not entry_tail.startswith((",", "}")):
+            raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
+        state = self._logs.get(log)
+        if state is None:
+            state = self._logs[log] = _Log(entries=deque(maxlen=self._history_size))
+        state.seq += 1
+        entry = f'{{"seq":{state.seq}{entry_tail}'
+        state.entries.append(entry)
+        if fanout is not None:
+            # Synchronously and before the next append can run: delivery order = seq order.
+            self._publish(fanout.channel, fanout.head + entry + fanout.tail)
+        return state.seq
+
+    async def history(
+        self, log: str, *, before: int | None, since: int | None, limit: int
+    ) -> list[str]:
+        state = self._logs.get(log)
+        if state is None or limit <= 0 or not state.entries:
+            return []
+        # Seqs in the log are contiguous, so a seq range maps straight to deque indexes.
+        lo = state.first_seq if since is None else max(state.first_seq, since + 1)
+        hi = state.seq if before is None else min(state.seq, before - 1)
+        if since is None:
+            lo = max(lo, hi - limit + 1)  # the newest ``limit`` below ``before``
+        else:
+            hi = min(hi, lo + limit - 1)  # the oldest ``limit`` above ``since``
+        if lo > hi:
+            return []
+        first = state.first_seq
+        return list(itertools.islice(state.entries, lo - first, hi - first + 1))
+
+    async def close(self) -> None:
+        """Nothing to release."""

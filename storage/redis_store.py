@@ -1,0 +1,444 @@
+"""``RedisStore``: the store shared by any number of nodes.
+
+Every step that touches more than one key and must not be seen half-done is a Lua script:
+Redis runs a script to completion before any other command, so no node can observe (or
+interleave with) a create, a join or an append in progress. Single-key and read-only
+steps use plain commands.
+
+Key names come from ``KeySchema`` only. Scripts that discover ids while running (the rooms
+of a session being dropped, the node of a session) receive key templates from
+``split_template`` and concatenate; they never spell a key name themselves. Such scripts
+touch keys they did not declare, so the store needs a single Redis primary (with replicas
+or Sentinel if you like), not Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from typing import Any, ParamSpec, TypeVar
+
+import redis.asyncio
+import redis.exceptions
+
+from storage.base import (
+    Fanout,
+    Member,
+    Room,
+    RoomNameTaken,
+    RoomSummary,
+    StoreUnavailable,
+)
+from storage.keys import KeySchema, split_template
+
+# -- Lua ---------------------------------------------------------------------------------
+
+# Helpers prepended to the scripts that need them (each script is its own Lua chunk).
+_LUA_KEY = """
+-- A key from a storage.keys.split_template pair: head .. id .. tail.
+local function key(head, tail, id) return head .. id .. tail end
+"""
+
+_LUA_NOW_MS = """
+-- Milliseconds on the Redis server clock: the one clock all nodes share.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+_LUA_LEAVE = """
+-- Takes sid out of one room's presence. True if that was its user's last session there.
+local function leave(sessions_key, counts_key, users_key, sid)
+  local uid = redis.call('HGET', sessions_key, sid)
+  if not uid then return false end
+  redis.call('HDEL', sessions_key, sid)
+  if redis.call('HINCRBY', counts_key, uid, -1) > 0 then return false end
+  redis.call('HDEL', counts_key, uid)
+  redis.call('HDEL', users_key, uid)
+  return true
+end
+"""
+
+# KEYS: rooms, room_names, room_info, room_owners.  ARGV: room_id, name, owner id, owner name
+_CREATE_ROOM = """
+local existing = redis.call('HGET', KEYS[2], ARGV[2])
+if existing then
+  -- The same create again (a retry after a lost reply) succeeds instead of failing.
+  if existing == ARGV[1] and redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then
+    return 'exists'
+  end
+  return 'taken'
+end
+if redis.call('EXISTS', KEYS[3]) == 1 then return 'id_in_use' end
+local t = redis.call('TIME')
+local created = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[3], 'name', ARGV[2], 'created', created)
+redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+return 'created'
+"""
+
+# KEYS: room_info, room_acl.  ARGV: type1, rule1, type2, rule2, ...
+_SET_ACL = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('DEL', KEYS[2])
+if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
+return 1
+"""
+
+# KEYS: session_info, node_sessions(node).  ARGV: sid, uid, name, node, node_sessions template
+_REGISTER_SESSION = (
+    _LUA_KEY
+    + """
+local old = redis.call('HGET', KEYS[1], 'node')
+if old and old ~= ARGV[4] then
+  redis.call('SREM', key(ARGV[5], ARGV[6], old), ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'uid', ARGV[2], 'name', ARGV[3], 'node', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[1])
+"""
+)
+
+# KEYS: session_info, session_rooms, room_sessions, room_counts, room_users, room_info
+# ARGV: sid, room_id
+_JOIN_ROOM = """
+local member = redis.call('HMGET', KEYS[1], 'uid', 'name')
+local uid, name = member[1], member[2]
+-- A session dropped while its join was in flight must not leave presence behind.
+if not uid or redis.call('EXISTS', KEYS[6]) == 0 then return 0 end
+if redis.call('HSETNX', KEYS[3], ARGV[1], uid) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[2])
+if redis.call('HINCRBY', KEYS[4], uid, 1) > 1 then return 0 end
+redis.call('HSET', KEYS[5], uid, name)
+return 1
+"""
+
+# KEYS: session_rooms, room_sessions, room_counts, room_users.  ARGV: sid, room_id
+_LEAVE_ROOM = (
+    _LUA_LEAVE
+    + """
+redis.call('SREM', KEYS[1], ARGV[2])
+if leave(KEYS[2], KEYS[3], KEYS[4], ARGV[1]) then return 1 end
+return 0
+"""
+)
+
+# KEYS: session_info, session_rooms
+# ARGV: sid, then templates of room_sessions, room_counts, room_users, node_sessions
+# Returns {} for an unknown sid, else {uid, name, id of each room the user left...}.
+_DROP_SESSION = (
+    _LUA_KEY
+    + _LUA_LEAVE
+    + """
+local s = redis.call('HMGET', KEYS[1], 'uid', 'name', 'node')
+if not s[1] then return {} end
+local result = {s[1], s[2]}
+for _, rid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local sessions = key(ARGV[2], ARGV[3], rid)
+  local counts = key(ARGV[4], ARGV[5], rid)
+  local users = key(ARGV[6], ARGV[7], rid)
+  if leave(sessions, counts, users, ARGV[1]) then table.insert(result, rid) end
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+if s[3] then redis.call('SREM', key(ARGV[8], ARGV[9], s[3]), ARGV[1]) end
+return result
+"""
+)
+
+# KEYS: nodes.  ARGV: node id, ttl ms
+_RENEW_LEASE = (
+    _LUA_NOW_MS
+    + """
+redis.call('ZADD', KEYS[1], now_ms() + tonumber(ARGV[2]), ARGV[1])
+"""
+)
+
+# KEYS: nodes
+_EXPIRED_NODES = (
+    _LUA_NOW_MS
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
+"""
+)
+
+# KEYS: log, log_seq.  ARGV: entry_tail, history_size, publish?, channel, head, tail
+# Publishing inside the script is the point: Redis runs scripts one at a time, so the
+# order of publishes on a channel is the order of seqs, whichever node appended.
+_APPEND = """
+local seq = redis.call('INCR', KEYS[2])
+local entry = '{"seq":' .. seq .. ARGV[1]
+redis.call('ZADD', KEYS[1], seq, entry)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
+if ARGV[3] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[5] .. entry .. ARGV[6]) end
+return seq
+"""
+
+# -- errors and decoding -----------------------------------------------------------------
+
+# BusyLoadingError is a ConnectionError already; it is listed because "Redis is loading
+# its dataset" is a case worth naming: it passes, so callers may retry. OSError covers a
+# socket error that reaches us unwrapped (and, on 3.11+, asyncio.TimeoutError).
+_UNAVAILABLE_ERRORS = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    OSError,
+)
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+def _unavailable_as_store_error(
+    method: Callable[_P, Awaitable[_T]],
+) -> Callable[_P, Coroutine[Any, Any, _T]]:
+    """Turn redis connection failures into ``StoreUnavailable``, which callers handle."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        try:
+            return await method(*args, **kwargs)
+        except _UNAVAILABLE_ERRORS as exc:
+            raise StoreUnavailable(
+                f"Redis unavailable during {method.__name__}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    return wrapper
+
+
+def _text(value: object) -> str:
+    """A reply as str, whether or not the client decodes responses."""
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"expected a string reply from Redis, got {type(value).__name__}")
+
+
+def _text_map(reply: Mapping[Any, Any]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in reply.items()}
+
+
+# -- the store ---------------------------------------------------------------------------
+
+
+class RedisStore:
+    """A ``Store`` on one Redis primary, shared by every node of a deployment.
+
+    Create the client with ``decode_responses=True``: replies are then str already
+    (bytes replies are decoded as UTF-8 too, at a small cost). The store owns the client:
+    ``close`` closes it. Connection failures and timeouts surface as ``StoreUnavailable``;
+    how long a call retries before that is the client's ``retry`` policy.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, keys: KeySchema, history_size: int) -> None:
+        if history_size < 1:
+            raise ValueError(f"history_size must be at least 1, got {history_size}")
+        self._redis = client
+        self._keys = keys
+        self._history_size = history_size
+        # Lua scripts are registered once; the client runs them with EVALSHA and loads
+        # them again by itself after a Redis restart (NOSCRIPT).
+        self._create_room = client.register_script(_CREATE_ROOM)
+        self._set_acl = client.register_script(_SET_ACL)
+        self._register_session = client.register_script(_REGISTER_SESSION)
+        self._join_room = client.register_script(_JOIN_ROOM)
+        self._leave_room = client.register_script(_LEAVE_ROOM)
+        self._drop_session = client.register_script(_DROP_SESSION)
+        self._renew_lease = client.register_script(_RENEW_LEASE)
+        self._expired_nodes = client.register_script(_EXPIRED_NODES)
+        self._append = client.register_script(_APPEND)
+        self._node_sessions_template = split_template(keys.node_sessions)
+        self._drop_templates = (
+            *split_template(keys.room_sessions),
+            *split_template(keys.room_counts),
+            *split_template(keys.room_users),
+            *self._node_sessions_template,
+        )
+
+    # -- rooms -------------------------------------------------------------------------
+
+    @_unavailable_as_store_error
+    async def create_room(self, room_id: str, name: str, owner: Member) -> Room:
+        k = self._keys
+        outcome = _text(
+            await self._create_room(
+                keys=[
+                    k.rooms(),
+                    k.room_names(),
+                    k.room_info(room_id),
+                    k.room_owners(room_id),
+                ],
+                args=[room_id, name, owner.id, owner.name],
+            )
+        )
+        if outcome == "taken":
+            raise RoomNameTaken(name)
+        if outcome == "id_in_use":
+            raise ValueError(f"room id {room_id!r} is in use under another name")
+        if outcome == "exists":
+            room = await self.get_room(room_id)
+            if room is not None:
+                return room
+        return Room(id=room_id, name=name, owners={owner.id: owner.name})
+
+    @_unavailable_as_store_error
+    async def get_room(self, room_id: str) -> Room | None:
+        k = self._keys
+        pipe = self._redis.pipeline(transaction=True)  # one consistent snapshot
+        pipe.hgetall(k.room_info(room_id))
+        pipe.hgetall(k.room_owners(room_id))
+        pipe.hgetall(k.room_acl(room_id))
+        info, owners, acl = await pipe.execute()
+        if not info:
+            return None
+        return Room(
+            id=room_id,
+            name=_text_map(info)["name"],
+            owners=_text_map(owners),
+            acl=_text_map(acl),
+        )
+
+    @_unavailable_as_store_error
+    async def list_rooms(self) -> list[RoomSummary]:
+        names = _text_map(await self._redis.hgetall(self._keys.rooms()))
+        # Counts are read after the index, unsynchronised: a summary, not a snapshot.
+        pipe = self._redis.pipeline(transaction=False)
+        for room_id in names:
+            pipe.hlen(self._keys.room_users(room_id))
+        counts = await pipe.execute()
+        summaries = [
+            RoomSummary(id=room_id, name=name, members=int(count))
+            for (room_id, name), count in zip(names.items(), counts, strict=True)
+        ]
+        return sorted(summaries, key=lambda s: (s.name, s.id))
+
+    @_unavailable_as_store_error
+    async def set_acl(self, room_id: str, acl: Mapping[str, str]) -> None:
+        pairs = [part for item in acl.items() for part in item]
+        await self._set_acl(
+            keys=[self._keys.room_info(room_id), self._keys.room_acl(room_id)],
+            args=pairs,
+        )
+
+    # -- presence ----------------------------------------------------------------------
+
+    @_unavailable_as_store_error
+    async def register_session(self, sid: str, member: Member, node_id: str) -> None:
+        await self._register_session(
+            keys=[self._keys.session_info(sid), self._keys.node_sessions(node_id)],
+            args=[sid, member.id, member.name, node_id, *self._node_sessions_template],
+        )
+
+    @_unavailable_as_store_error
+    async def join_room(self, room_id: str, sid: str) -> bool:
+        k = self._keys
+        joined = await self._join_room(
+            keys=[
+                k.session_info(sid),
+                k.session_rooms(sid),
+                k.room_sessions(room_id),
+                k.room_counts(room_id),
+                k.room_users(room_id),
+                k.room_info(room_id),
+            ],
+            args=[sid, room_id],
+        )
+        return bool(joined)
+
+    @_unavailable_as_store_error
+    async def leave_room(self, room_id: str, sid: str) -> bool:
+        k = self._keys
+        left = await self._leave_room(
+            keys=[
+                k.session_rooms(sid),
+                k.room_sessions(room_id),
+                k.room_counts(room_id),
+                k.room_users(room_id),
+            ],
+            args=[sid, room_id],
+        )
+        return bool(left)
+
+    @_unavailable_as_store_error
+    async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
+        reply = await self._drop_session(
+            keys=[self._keys.session_info(sid), self._keys.session_rooms(sid)],
+            args=[sid, *self._drop_templates],
+        )
+        if not reply:
+            return []
+        uid, name, *room_ids = (_text(part) for part in reply)
+        member = Member(id=uid, name=name)
+        return [(room_id, member) for room_id in sorted(room_ids)]
+
+    @_unavailable_as_store_error
+    async def room_members(self, room_id: str) -> list[Member]:
+        users = _text_map(await self._redis.hgetall(self._keys.room_users(room_id)))
+        return [Member(id=uid, name=users[uid]) for uid in sorted(users)]
+
+    @_unavailable_as_store_error
+    async def node_sessions(self, node_id: str) -> list[str]:
+        sids = await self._redis.smembers(self._keys.node_sessions(node_id))
+        return sorted(_text(sid) for sid in sids)
+
+    # -- node leases -------------------------------------------------------------------
+    # Expiries use the Redis server clock (TIME inside the scripts), so nodes with
+    # skewed clocks still agree on who has expired.
+
+    @_unavailable_as_store_error
+    async def renew_lease(self, node_id: str, ttl_ms: int) -> None:
+        await self._renew_lease(keys=[self._keys.nodes()], args=[node_id, ttl_ms])
+
+    @_unavailable_as_store_error
+    async def expired_nodes(self) -> list[str]:
+        reply = await self._expired_nodes(keys=[self._keys.nodes()])
+        return sorted(_text(node_id) for node_id in reply)
+
+    @_unavailable_as_store_error
+    async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
+        # SET NX is atomic on its own; PX frees the claim if the claimer dies mid-purge.
+        claimed = await self._redis.set(self._keys.node_cleanup(node_id), "1", nx=True, px=ttl_ms)
+        return bool(claimed)
+
+    @_unavailable_as_store_error
+    async def forget_node(self, node_id: str) -> None:
+        # The cleanup claim is left to expire: it keeps a slower peer that also saw the
+        # node expire from purging it a second time.
+        await self._redis.zrem(self._keys.nodes(), node_id)
+
+    # -- message logs ------------------------------------------------------------------
+
+    @_unavailable_as_store_error
+    async def append(self, log: str, entry_tail: str, fanout: Fanout | None) -> int:
+        if not entry_tail.startswith((",", "}")):
+            raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
+        publish = (
+            ["1", self._keys.channel(fanout.channel), fanout.head, fanout.tail]
+            if fanout is not None
+            else ["0", "", "", ""]
+        )
+        seq = await self._append(
+            keys=[self._keys.log(log), self._keys.log_seq(log)],
+            args=[entry_tail, self._history_size, *publish],
+        )
+        return int(seq)
+
+    @_unavailable_as_store_error
+    async def history(
+        self, log: str, *, before: int | None, since: int | None, limit: int
+    ) -> list[str]:
+        if limit <= 0:
+            return []  # LIMIT 0 0 would be empty too, but a negative count means "all"
+        key = self._keys.log(log)
+        upper = "+inf" if before is None else f"({before}"
+        if since is not None:
+            oldest = await self._redis.zrangebyscore(key, f"({since}", upper, start=0, num=limit)
+            return [_text(entry) for entry in oldest]
+        newest = await self._redis.zrevrangebyscore(key, upper, "-inf", start=0, num=limit)
+        return [_text(entry) for entry in reversed(newest)]
+
+    async def close(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,614 @@
+"""The ``Store`` contract, run against ``MemoryStore`` and ``RedisStore`` alike.
+
+Every test taking ``store`` or ``harness`` runs once per store, so a behaviour the
+server relies on cannot hold for one store only. Tests at the end cover what only
+``RedisStore`` has: several nodes on one Redis, bytes replies, a lost server, key hygiene.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol
+from uuid import uuid4
+
+import pytest
+import pytest_asyncio
+import redis.asyncio
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from storage.base import Fanout, Member, RoomNameTaken, RoomSummary, Store, StoreUnavailable
+from storage.keys import KeySchema, key_schema_table, split_template
+from storage.memory import MemoryStore
+from storage.redis_store import RedisStore
+from tests.redis_fixture import free_port, redis_client_under
+
+HISTORY_SIZE = 20
+
+ALICE = Member("alice", "Alice")
+BOB = Member("bob", "Bob")
+CAROL = Member("carol", "Carol")
+
+
+# -- harness: a store plus a way to hear its fanout ----------------------------------------
+
+
+class Inbox(Protocol):
+    async def take(self, count: int, timeout: float = 5.0) -> list[str]:
+        """Up to ``count`` published texts, in arrival order; fewer if ``timeout`` ends."""
+        ...
+
+
+class QueueInbox:
+    """Collects what ``MemoryStore`` hands to its publish callback for one channel."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[str] = asyncio.Queue()
+
+    async def take(self, count: int, timeout: float = 5.0) -> list[str]:
+        received: list[str] = []
+        try:
+            async with asyncio.timeout(timeout):
+                while len(received) < count:
+                    received.append(await self.queue.get())
+        except TimeoutError:
+            pass
+        return received
+
+
+class PubSubInbox:
+    """A real Redis subscription, the way a node hears another node's appends."""
+
+    def __init__(self, pubsub: PubSub) -> None:
+        self.pubsub = pubsub
+
+    async def take(self, count: int, timeout: float = 5.0) -> list[str]:
+        received: list[str] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(received) < count and (remaining := deadline - loop.time()) > 0:
+            message = await self.pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=remaining
+            )
+            if message is not None:
+                received.append(message["data"])
+        return received
+
+
+class Harness(Protocol):
+    store: Store
+
+    async def listen(self, channel: str) -> Inbox:
+        """Start receiving ``channel``; everything published afterwards arrives."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryHarness:
+    def __init__(self) -> None:
+        self._inboxes: dict[str, QueueInbox] = {}
+        self.store: Store = MemoryStore(HISTORY_SIZE, self._publish)
+
+    def _publish(self, channel: str, text: str) -> None:
+        inbox = self._inboxes.get(channel)
+        if inbox is not None:
+            inbox.queue.put_nowait(text)
+
+    async def listen(self, channel: str) -> Inbox:
+        return self._inboxes.setdefault(channel, QueueInbox())
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+class RedisHarness:
+    def __init__(self, client: redis.asyncio.Redis, keys: KeySchema) -> None:
+        self._client = client
+        self._keys = keys
+        self._pubsubs: list[PubSub] = []
+        self.store: Store = RedisStore(client, keys, HISTORY_SIZE)
+
+    async def listen(self, channel: str) -> Inbox:
+        pubsub = self._client.pubsub()
+        self._pubsubs.append(pubsub)
+        await pubsub.subscribe(self._keys.channel(channel))
+        # Redis confirms a subscription once it is active; only then is a publish
+        # guaranteed to reach us.
+        while (await pubsub.get_message(timeout=5.0) or {}).get("type") != "subscribe":
+            pass
+        return PubSubInbox(pubsub)
+
+    async def close(self) -> None:
+        for pubsub in self._pubsubs:
+            await pubsub.aclose()
+        await self.store.close()
+
+
+@pytest_asyncio.fixture(params=["memory", "redis"])
+async def harness(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Harness]:
+    if request.param == "memory":
+        memory = MemoryHarness()
+        yield memory
+        await memory.close()
+        return
+    # Looked up lazily so that the memory half does not need a Redis server.
+    url: str = request.getfixturevalue("redis_url")
+    async with redis_client_under(url, key_prefix) as client:
+        on_redis = RedisHarness(client, KeySchema(key_prefix))
+        try:
+            yield on_redis
+        finally:
+            await on_redis.close()
+
+
+@pytest.fixture
+def store(harness: Harness) -> Store:
+    return harness.store
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+async def new_room(store: Store, name: str = "lobby", owner: Member = ALICE) -> str:
+    room_id = uuid4().hex
+    await store.create_room(room_id, name, owner)
+    return room_id
+
+
+async def joined(store: Store, room_id: str, sid: str, member: Member) -> bool:
+    """Register ``sid`` for ``member`` on node n1 and join it to the room."""
+    await store.register_session(sid, member, "n1")
+    return await store.join_room(room_id, sid)
+
+
+def text_tail(text: str) -> str:
+    """An ``entry_tail``: the rest of a JSON object after its seq."""
+    return ',"text":' + json.dumps(text) + "}"
+
+
+def seq_of(entry: str) -> int:
+    seq: int = json.loads(entry)["seq"]
+    return seq
+
+
+async def append_many(store: Store, log: str, count: int) -> list[int]:
+    return [await store.append(log, text_tail(f"m{i}"), None) for i in range(count)]
+
+
+async def seqs(
+    store: Store,
+    log: str,
+    *,
+    before: int | None = None,
+    since: int | None = None,
+    limit: int = 100,
+) -> list[int]:
+    entries = await store.history(log, before=before, since=since, limit=limit)
+    return [seq_of(entry) for entry in entries]
+
+
+# -- rooms ----------------------------------------------------------------------------------
+
+
+async def test_create_get_and_list_rooms(store: Store) -> None:
+    room = await store.create_room("r1", "zoo", ALICE)
+    assert (room.id, room.name, dict(room.owners), dict(room.acl)) == (
+        "r1",
+        "zoo",
+        {"alice": "Alice"},
+        {},
+    )
+    await store.create_room("r2", "aquarium", BOB)
+    fetched = await store.get_room("r1")
+    assert fetched is not None
+    assert (fetched.name, dict(fetched.owners), dict(fetched.acl)) == (
+        "zoo",
+        {"alice": "Alice"},
+        {},
+    )
+    assert await store.get_room("nope") is None
+
+    await joined(store, "r1", "s1", ALICE)
+    await joined(store, "r1", "s2", ALICE)  # a second session is not a second member
+    await joined(store, "r1", "s3", BOB)
+    assert await store.list_rooms() == [
+        RoomSummary("r2", "aquarium", 0),
+        RoomSummary("r1", "zoo", 2),
+    ]
+
+
+async def test_list_rooms_empty(store: Store) -> None:
+    assert await store.list_rooms() == []
+
+
+async def test_duplicate_name_raises(store: Store) -> None:
+    await store.create_room("r1", "lobby", ALICE)
+    with pytest.raises(RoomNameTaken):
+        await store.create_room("r2", "lobby", BOB)
+    assert await store.get_room("r2") is None
+    await store.create_room("r3", "Lobby", BOB)  # names compare case-sensitively
+    assert [r.name for r in await store.list_rooms()] == ["Lobby", "lobby"]
+
+
+async def test_create_retried_after_a_lost_reply_succeeds(store: Store) -> None:
+    first = await store.create_room("r1", "lobby", ALICE)
+    assert await store.create_room("r1", "lobby", ALICE) == first
+    with pytest.raises(RoomNameTaken):
+        await store.create_room("r1", "lobby", BOB)  # not a retry: another owner
+    with pytest.raises(ValueError, match="in use"):
+        await store.create_room("r1", "other name", ALICE)
+
+
+async def test_concurrent_creates_of_one_name_exactly_one_wins(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.create_room(f"r{i}", "contested", ALICE) for i in range(20)),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if not isinstance(r, BaseException)]
+    losers = [r for r in results if isinstance(r, BaseException)]
+    assert len(winners) == 1
+    assert all(isinstance(e, RoomNameTaken) for e in losers)
+    assert await store.list_rooms() == [RoomSummary(winners[0].id, "contested", 0)]
+
+
+async def test_set_acl_replaces_and_clears(store: Store) -> None:
+    room_id = await new_room(store)
+    await store.set_acl(room_id, {"age": "18:", "city": "Berlin"})
+    room = await store.get_room(room_id)
+    assert room is not None and dict(room.acl) == {"age": "18:", "city": "Berlin"}
+
+    await store.set_acl(room_id, {"gender": "f"})  # replaces, does not merge
+    room = await store.get_room(room_id)
+    assert room is not None and dict(room.acl) == {"gender": "f"}
+
+    await store.set_acl(room_id, {})
+    room = await store.get_room(room_id)
+    assert room is not None and dict(room.acl) == {}
+
+
+async def test_set_acl_on_unknown_room_creates_nothing(store: Store) -> None:
+    await store.set_acl("ghost", {"age": "18:"})
+    assert await store.get_room("ghost") is None
+
+
+# -- presence -------------------------------------------------------------------------------
+
+
+async def test_first_and_last_session_of_a_user(store: Store) -> None:
+    room_id = await new_room(store)
+    assert await joined(store, room_id, "a1", ALICE) is True  # Alice arrives
+    assert await joined(store, room_id, "a2", ALICE) is False  # her second tab
+    assert await joined(store, room_id, "b1", BOB) is True
+    assert await store.room_members(room_id) == [ALICE, BOB]
+
+    assert await store.leave_room(room_id, "a1") is False  # a2 keeps her in
+    assert await store.room_members(room_id) == [ALICE, BOB]
+    assert await store.leave_room(room_id, "a2") is True  # now she is gone
+    assert await store.leave_room(room_id, "a2") is False  # not in the room any more
+    assert await store.room_members(room_id) == [BOB]
+    assert await store.leave_room(room_id, "b1") is True
+    assert await store.room_members(room_id) == []
+    assert (await store.list_rooms())[0].members == 0
+
+
+async def test_join_is_idempotent(store: Store) -> None:
+    room_id = await new_room(store)
+    assert await joined(store, room_id, "a1", ALICE) is True
+    assert await store.join_room(room_id, "a1") is False
+    # The second join did not count twice: one leave takes Alice out.
+    assert await store.leave_room(room_id, "a1") is True
+    assert await store.room_members(room_id) == []
+
+
+async def test_join_needs_a_registered_session_and_an_existing_room(store: Store) -> None:
+    room_id = await new_room(store)
+    assert await store.join_room(room_id, "unregistered") is False
+    assert await store.room_members(room_id) == []
+
+    await store.register_session("a1", ALICE, "n1")
+    assert await store.join_room("ghost", "a1") is False
+    assert await store.room_members("ghost") == []
+    assert [r.id for r in await store.list_rooms()] == [room_id]
+
+
+async def test_leave_unknown_room_or_session(store: Store) -> None:
+    room_id = await new_room(store)
+    assert await store.leave_room(room_id, "nobody") is False
+    assert await store.leave_room("ghost", "nobody") is False
+
+
+async def test_room_members_sorted_by_id(store: Store) -> None:
+    room_id = await new_room(store)
+    for sid, member in [("s1", CAROL), ("s2", ALICE), ("s3", BOB)]:
+        await joined(store, room_id, sid, member)
+    assert await store.room_members(room_id) == [ALICE, BOB, CAROL]
+    assert await store.room_members("ghost") == []
+
+
+async def test_drop_session_returns_rooms_fully_left(store: Store) -> None:
+    r1 = await new_room(store, "one")
+    r2 = await new_room(store, "two")
+    r3 = await new_room(store, "three")
+    await joined(store, r1, "a1", ALICE)
+    await joined(store, r2, "a1", ALICE)
+    await joined(store, r3, "a1", ALICE)
+    await joined(store, r2, "a2", ALICE)  # keeps Alice in r2
+    await joined(store, r1, "b1", BOB)
+
+    left = await store.drop_session("a1")
+    assert left == sorted([(r1, ALICE), (r3, ALICE)])
+    assert await store.room_members(r1) == [BOB]
+    assert await store.room_members(r2) == [ALICE]
+    assert await store.room_members(r3) == []
+    assert await store.drop_session("a1") == []  # idempotent
+    assert await store.drop_session("never-registered") == []
+    assert await store.join_room(r1, "a1") is False  # a dropped session cannot rejoin
+    assert await store.node_sessions("n1") == ["a2", "b1"]
+
+
+async def test_drop_session_outside_rooms(store: Store) -> None:
+    await store.register_session("a1", ALICE, "n1")
+    assert await store.drop_session("a1") == []
+    assert await store.node_sessions("n1") == []
+
+
+async def test_node_sessions(store: Store) -> None:
+    assert await store.node_sessions("n1") == []
+    await store.register_session("s2", BOB, "n1")
+    await store.register_session("s1", ALICE, "n1")
+    await store.register_session("s3", CAROL, "n2")
+    assert await store.node_sessions("n1") == ["s1", "s2"]
+    assert await store.node_sessions("n2") == ["s3"]
+
+    await store.register_session("s3", CAROL, "n1")  # registering again moves it
+    assert await store.node_sessions("n1") == ["s1", "s2", "s3"]
+    assert await store.node_sessions("n2") == []
+
+
+# -- node leases ----------------------------------------------------------------------------
+
+
+async def test_lease_expires_and_renewal_revives(store: Store) -> None:
+    await store.renew_lease("short", 50)
+    await store.renew_lease("long", 60_000)
+    assert await store.expired_nodes() == []
+    await asyncio.sleep(0.15)
+    assert await store.expired_nodes() == ["short"]
+    await store.renew_lease("short", 60_000)
+    assert await store.expired_nodes() == []
+
+
+async def test_forget_node(store: Store) -> None:
+    await store.renew_lease("dead", 1)
+    await asyncio.sleep(0.05)
+    assert await store.expired_nodes() == ["dead"]
+    await store.forget_node("dead")
+    assert await store.expired_nodes() == []
+    await store.forget_node("dead")  # idempotent
+
+
+async def test_claim_node_cleanup_once_per_window(store: Store) -> None:
+    claims = await asyncio.gather(*(store.claim_node_cleanup("dead", 200) for _ in range(10)))
+    assert claims.count(True) == 1
+    assert await store.claim_node_cleanup("other", 200) is True  # per node
+    await asyncio.sleep(0.3)
+    assert await store.claim_node_cleanup("dead", 200) is True  # the window ended
+
+
+# -- message logs ---------------------------------------------------------------------------
+
+
+async def test_append_numbers_from_one_by_one_per_log(store: Store) -> None:
+    assert await append_many(store, "room:a", 5) == [1, 2, 3, 4, 5]
+    assert await append_many(store, "room:b", 2) == [1, 2]
+    assert await store.append("room:a", "}", None) == 6
+
+
+async def test_entries_are_json_with_their_seq(store: Store) -> None:
+    await store.append("log", ',"text":"héllo \\"quoted\\"","n":[1,2]}', None)
+    await store.append("log", "}", None)
+    entries = await store.history("log", before=None, since=None, limit=10)
+    assert [json.loads(e) for e in entries] == [
+        {"seq": 1, "text": 'héllo "quoted"', "n": [1, 2]},
+        {"seq": 2},
+    ]
+
+
+async def test_append_rejects_a_tail_that_is_not_the_rest_of_an_object(store: Store) -> None:
+    with pytest.raises(ValueError, match="entry_tail"):
+        await store.append("log", '"text":"x"}', None)
+    assert await store.history("log", before=None, since=None, limit=10) == []
+
+
+async def test_log_keeps_the_newest_history_size_entries(store: Store) -> None:
+    await append_many(store, "log", HISTORY_SIZE + 5)
+    assert await seqs(store, "log") == list(range(6, HISTORY_SIZE + 6))
+    assert await store.append("log", "}", None) == HISTORY_SIZE + 6  # seq survives trimming
+
+
+async def test_history_newest_first_page_and_before(store: Store) -> None:
+    await append_many(store, "log", 10)
+    assert await seqs(store, "log", limit=3) == [8, 9, 10]
+    assert await seqs(store, "log", before=5, limit=3) == [2, 3, 4]
+    assert await seqs(store, "log", before=3, limit=10) == [1, 2]
+    assert await seqs(store, "log", before=1, limit=10) == []
+    assert await seqs(store, "log", before=99, limit=2) == [9, 10]
+
+
+async def test_history_since(store: Store) -> None:
+    await append_many(store, "log", 10)
+    assert await seqs(store, "log", since=2, limit=3) == [3, 4, 5]
+    assert await seqs(store, "log", since=7, limit=10) == [8, 9, 10]
+    assert await seqs(store, "log", since=0, limit=2) == [1, 2]
+    assert await seqs(store, "log", since=10, limit=10) == []
+    assert await seqs(store, "log", since=2, before=6, limit=10) == [3, 4, 5]
+
+
+async def test_history_since_older_than_the_log_starts_at_the_oldest_kept(store: Store) -> None:
+    await append_many(store, "log", HISTORY_SIZE + 5)
+    assert await seqs(store, "log", since=1, limit=3) == [6, 7, 8]
+
+
+async def test_history_edge_cases(store: Store) -> None:
+    assert await store.history("unknown", before=None, since=None, limit=10) == []
+    await append_many(store, "log", 3)
+    assert await store.history("log", before=None, since=None, limit=0) == []
+    assert await store.history("log", before=None, since=1, limit=0) == []
+
+
+# -- fanout ---------------------------------------------------------------------------------
+
+
+async def test_append_publishes_head_entry_tail(harness: Harness) -> None:
+    inbox = await harness.listen("room:a")
+    fanout = Fanout("room:a", 'sid\n42["message",', "]")
+    seq = await harness.store.append("log:a", text_tail("hello"), fanout)
+    [entry] = await harness.store.history("log:a", before=None, since=None, limit=1)
+    assert seq_of(entry) == seq
+    assert await inbox.take(1) == ['sid\n42["message",' + entry + "]"]
+
+
+async def test_append_without_fanout_publishes_nothing(harness: Harness) -> None:
+    inbox = await harness.listen("room:a")
+    await harness.store.append("log:a", "}", None)
+    assert await inbox.take(1, timeout=0.2) == []
+
+
+async def test_concurrent_appends_arrive_in_seq_order(harness: Harness) -> None:
+    inbox = await harness.listen("room:a")
+    fanout = Fanout("room:a", "[", "]")
+    appended = await asyncio.gather(
+        *(harness.store.append("log:a", text_tail(f"m{i}"), fanout) for i in range(50))
+    )
+    assert sorted(appended) == list(range(1, 51))
+    received = await inbox.take(50)
+    assert [json.loads(text)[0]["seq"] for text in received] == list(range(1, 51))
+
+
+# -- RedisStore only ------------------------------------------------------------------------
+
+
+async def test_two_nodes_share_presence_and_order(redis_url: str, key_prefix: str) -> None:
+    """Two RedisStores on separate connections behave as one store."""
+    keys = KeySchema(key_prefix)
+    async with (
+        redis_client_under(redis_url, key_prefix) as client_a,
+        redis_client_under(redis_url, key_prefix) as client_b,
+    ):
+        node_a = RedisStore(client_a, keys, HISTORY_SIZE)
+        node_b = RedisStore(client_b, keys, HISTORY_SIZE)
+        room_id = await new_room(node_a)
+        await node_a.register_session("a1", ALICE, "node-a")
+        await node_b.register_session("a2", ALICE, "node-b")
+        assert await node_a.join_room(room_id, "a1") is True
+        assert await node_b.join_room(room_id, "a2") is False  # Alice is in already
+        assert await node_a.drop_session("a1") == []
+        assert await node_b.drop_session("a2") == [(room_id, ALICE)]
+
+        listener = RedisHarness(client_a, keys)
+        inbox = await listener.listen("room")
+        fanout = Fanout("room", "", "")
+        await asyncio.gather(
+            *(node.append("log", "}", fanout) for _ in range(25) for node in (node_a, node_b))
+        )
+        assert [seq_of(text) for text in await inbox.take(50)] == list(range(1, 51))
+        await listener.close()
+
+
+async def test_bytes_replies_are_decoded(
+    redis_client: redis.asyncio.Redis, redis_url: str, key_prefix: str
+) -> None:
+    """A client without decode_responses still yields str (redis_client cleans up)."""
+    store = RedisStore(redis.asyncio.Redis.from_url(redis_url), KeySchema(key_prefix), 5)
+    room_id = await new_room(store, "bytes")
+    await store.set_acl(room_id, {"age": "18:"})
+    await joined(store, room_id, "a1", ALICE)
+    room = await store.get_room(room_id)
+    assert room is not None and dict(room.acl) == {"age": "18:"}
+    assert await store.list_rooms() == [RoomSummary(room_id, "bytes", 1)]
+    assert await store.room_members(room_id) == [ALICE]
+    assert await store.node_sessions("n1") == ["a1"]
+    await store.append("log", "}", None)
+    assert await store.history("log", before=None, since=None, limit=5) == ['{"seq":1}']
+    assert await store.drop_session("a1") == [(room_id, ALICE)]
+    await store.close()
+
+
+async def test_unreachable_redis_raises_store_unavailable() -> None:
+    client = redis.asyncio.Redis(
+        host="127.0.0.1",
+        port=free_port(),  # nothing listens there
+        decode_responses=True,
+        socket_connect_timeout=1.0,
+        retry=Retry(NoBackoff(), 0),  # fail now, not after the default retries
+    )
+    store = RedisStore(client, KeySchema("dinotest:unreachable:"), HISTORY_SIZE)
+    calls: dict[str, Callable[[], Awaitable[object]]] = {
+        "get_room": lambda: store.get_room("r1"),  # a pipeline
+        "list_rooms": lambda: store.list_rooms(),  # a plain command
+        "join_room": lambda: store.join_room("r1", "s1"),  # a script
+        "append": lambda: store.append("log", "}", Fanout("c", "", "")),
+    }
+    for name, call in calls.items():
+        with pytest.raises(StoreUnavailable, match=f"Redis unavailable during {name}"):
+            await call()
+    await store.close()
+
+
+async def test_scripts_survive_a_flushed_script_cache(
+    redis_client: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    """After a Redis restart the scripts are gone; the store loads them again."""
+    store = RedisStore(redis_client, KeySchema(key_prefix), HISTORY_SIZE)
+    assert await store.append("log", "}", None) == 1
+    await redis_client.script_flush()
+    assert await store.append("log", "}", None) == 2
+
+
+async def test_no_presence_keys_outlive_their_sessions(
+    redis_client: redis.asyncio.Redis, key_prefix: str
+) -> None:
+    keys = KeySchema(key_prefix)
+    store = RedisStore(redis_client, keys, HISTORY_SIZE)
+    room_id = await new_room(store)
+    await joined(store, room_id, "a1", ALICE)
+    await joined(store, room_id, "a2", ALICE)
+    await joined(store, room_id, "b1", BOB)
+    await store.leave_room(room_id, "a2")
+    for sid in ("a1", "a2", "b1"):
+        await store.drop_session(sid)
+    remaining = {key async for key in redis_client.scan_iter(match=key_prefix + "*")}
+    assert remaining == {
+        keys.rooms(),
+        keys.room_names(),
+        keys.room_info(room_id),
+        keys.room_owners(room_id),
+    }
+
+
+# -- KeySchema ------------------------------------------------------------------------------
+
+
+def test_split_template_rebuilds_the_key() -> None:
+    keys = KeySchema("p:")
+    head, tail = split_template(keys.room_users)
+    assert head + "r:1" + tail == keys.room_users("r:1") == "p:room:r:1:users"
+
+
+def test_ids_with_colons_cannot_alias_other_keys() -> None:
+    keys = KeySchema()
+    assert keys.room_info("x:users") != keys.room_users("x")
+    assert keys.log("x:seq") != keys.log_seq("x")
+    assert keys.session_info("x:rooms") != keys.session_rooms("x")
+
+
+def test_key_schema_table_lists_every_key() -> None:
+    table = key_schema_table(KeySchema("dino:"))
+    assert "| `dino:room:{room_id}:users` | hash |" in table
+    assert "| `dino:ch:{name}` | channel |" in table
+    public = [name for name in vars(KeySchema) if not name.startswith("_")]
+    assert len(table.splitlines()) == 2 + len(public)
