@@ -6,7 +6,7 @@ numeric range "min:max" where either side may be empty ("18:", ":35").
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 from storage.base import Room
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any, Iterable
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
 
 from storage.base import Member, Room
 
@@ -12,7 +13,7 @@ Activity = dict[str, Any]
 
 def now_rfc3339() -> str:
     """UTC time with milliseconds, e.g. 2026-11-28T10:45:34.123Z."""
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def actor(member: Member) -> Activity:
@@ -53,9 +54,7 @@ def listing(target_id: str, object_type: str, attachments: list[Activity]) -> Ac
     }
 
 
-def join_reply(
-    room: Room, history: list[Activity], members: list[Member]
-) -> Activity:
+def join_reply(room: Room, history: list[Activity], members: list[Member]) -> Activity:
     owners = [{"id": uid, "content": name} for uid, name in sorted(room.owners.items())]
     acl = [{"objectType": kind, "content": rule} for kind, rule in sorted(room.acl.items())]
     return {

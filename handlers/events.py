@@ -1,10 +1,10 @@
 """Which handler serves which event; the event ``E`` is answered as ``gn_E`` by the
 namespace (server/namespace.py)."""
 
-
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from server.hub import Session
 from server.node import Node

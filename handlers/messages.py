@@ -7,12 +7,12 @@ from typing import Any
 
 import ujson
 
-from server.hub import Session, room_channel, user_channel
+from server.hub import Session, room_channel, room_log, user_channel
 from server.node import Node
 from server.wire import activity_tail
 
 from .activities import Activity, actor, history_entry, listing, now_rfc3339
-from .rooms import existing_room, logged_in, require_admission, room_log
+from .rooms import existing_room, logged_in, require_admission
 from .validation import (
     MAX_ID_CHARS,
     BadRequest,
@@ -77,19 +77,13 @@ async def message(node: Node, session: Session, request: dict[str, Any]) -> Acti
     }
     tail = activity_tail(activity)
     if kind == "room":
-        seq = await node.append_and_publish(
-            room_log(target_id), tail, room_channel(target_id), "message"
-        )
+        # Every member, the sender included, receives the message.
+        channels, log, skip = [room_channel(target_id)], room_log(target_id), ""
     else:
-        log = conversation_log(sender.id, target_id)
-        seq = await node.append_and_publish(
-            log, tail, user_channel(target_id), "message", skip_sid=session.sid
-        )
-        if target_id != sender.id:
-            # The sender's other sessions (tabs, devices) see what they sent, too.
-            await node.publish(
-                user_channel(sender.id), "message", {"seq": seq, **activity}, session.sid
-            )
+        # The recipient's sessions, and the sender's other sessions (tabs, devices).
+        channels = sorted({user_channel(target_id), user_channel(sender.id)})
+        log, skip = conversation_log(sender.id, target_id), session.sid
+    seq = await node.append_and_publish(log, tail, channels, "message", skip_sid=skip)
     return {"seq": seq, **activity}
 
 

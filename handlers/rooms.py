@@ -7,7 +7,7 @@ from typing import Any
 
 import ujson
 
-from server.hub import Session, room_channel
+from server.hub import Session, room_channel, room_log
 from server.node import Node
 from storage.base import Member, Room, RoomNameTaken
 
@@ -30,12 +30,10 @@ def logged_in(session: Session) -> Member:
     return session.member
 
 
-def room_log(room_id: str) -> str:
-    return "room:" + room_id
-
-
 def target_id(request: dict[str, Any]) -> str:
-    return required_string(required_object(request, "target"), "id", "target.", max_chars=MAX_ID_CHARS)
+    return required_string(
+        required_object(request, "target"), "id", "target.", max_chars=MAX_ID_CHARS
+    )
 
 
 async def existing_room(node: Node, room_id: str) -> Room:

@@ -38,9 +38,7 @@ async def login(node: Node, session: Session, request: dict[str, Any]) -> Activi
         "actor": {
             "id": member.id,
             "summary": member.name,
-            "attachments": [
-                {"objectType": k, "content": v} for k, v in session.attributes.items()
-            ],
+            "attachments": [{"objectType": k, "content": v} for k, v in session.attributes.items()],
         },
     }
 
@@ -58,4 +56,6 @@ async def disconnect(node: Node, session: Session) -> None:
 async def drop_from_store(node: Node, sid: str) -> None:
     """Remove a session cluster-wide and tell each room its user left entirely."""
     for room_id, member in await node.store.drop_session(sid):
-        await node.publish(room_channel(room_id), "gn_user_left", presence("leave", member, room_id))
+        await node.publish(
+            room_channel(room_id), "gn_user_left", presence("leave", member, room_id)
+        )

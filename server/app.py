@@ -39,8 +39,11 @@ def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
         [
             (r"/socket.io/", socketio_handler_class(node.sio, node.settings.compression)),
             (r"/health", HealthHandler, {"node": node}),
-            (r"/demo/(.*)", tornado.web.StaticFileHandler,
-             {"path": str(static_dir), "default_filename": "index.html"}),
+            (
+                r"/demo/(.*)",
+                tornado.web.StaticFileHandler,
+                {"path": str(static_dir), "default_filename": "index.html"},
+            ),
             (r"/(?:demo)?", tornado.web.RedirectHandler, {"url": "/demo/"}),
         ],
     )

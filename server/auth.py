@@ -61,7 +61,11 @@ class JwtAuth:
         attributes = dict(claimed.attributes)
         if isinstance(raw_attributes, dict):
             attributes.update(
-                {str(k): str(v) for k, v in raw_attributes.items() if isinstance(v, (str, int, float))}
+                {
+                    str(k): str(v)
+                    for k, v in raw_attributes.items()
+                    if isinstance(v, (str, int, float))
+                }
             )
         return Identity(user_id, name if isinstance(name, str) and name else user_id, attributes)
 

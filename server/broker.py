@@ -9,8 +9,10 @@ adapters send everything to every node and let each one discard what it does not
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import Callable, Protocol
+from collections.abc import Callable
+from typing import Protocol
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -19,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from storage.base import StoreUnavailable
 from storage.keys import KeySchema
 
+from .gaps import ReadMissed, SequenceGuard
 from .outage import OutageLog
 
 log = logging.getLogger("dino.broker")
@@ -67,11 +70,16 @@ class RedisBroker:
     """
 
     def __init__(
-        self, client: aioredis.Redis, keys: KeySchema, deliver: Deliver, outage: OutageLog
+        self,
+        client: aioredis.Redis,
+        keys: KeySchema,
+        deliver: Deliver,
+        read_missed: ReadMissed,
+        outage: OutageLog,
     ) -> None:
         self._client = client
         self._keys = keys
-        self._deliver = deliver
+        self.guard = SequenceGuard(deliver, read_missed)
         self._outage = outage
         self._prefix_len = len(keys.channel(""))
         self._pubsub = client.pubsub()
@@ -89,13 +97,14 @@ class RedisBroker:
             # The reader resolves this when Redis confirms; only then are publications
             # on the channel guaranteed to reach us.
             await asyncio.wait_for(confirmed, timeout=5.0)
-        except (RedisConnectionError, RedisTimeoutError, OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, RedisConnectionError, RedisTimeoutError, OSError) as exc:
             waiting = self._confirmations.get(name, [])
             if confirmed in waiting:
                 waiting.remove(confirmed)
             raise StoreUnavailable(f"cannot subscribe to {channel}: {exc}") from exc
 
     async def unsubscribe(self, channel: str) -> None:
+        self.guard.forget(channel)
         try:
             await self._pubsub.unsubscribe(self._keys.channel(channel))
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
@@ -110,23 +119,21 @@ class RedisBroker:
 
     async def close(self) -> None:
         self._reader.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._reader
-        except asyncio.CancelledError:
-            pass
-        await self._pubsub.aclose()
+        await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _read_forever(self) -> None:
-        backoff = 0.1
+        backoff = 0.05
         while True:
             await self._subscribed.wait()
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
-                backoff = 0.1
+                backoff = 0.05
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 self._outage.failed("pub/sub", exc)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+                backoff = min(backoff * 2, 0.5)
                 await self._reconnect()
                 continue
             if message is not None:
@@ -135,7 +142,7 @@ class RedisBroker:
     async def _reconnect(self) -> None:
         try:
             # Reconnecting runs redis-py's on_connect hook, which resubscribes.
-            await self._pubsub.connect()
+            await self._pubsub.connect()  # type: ignore[no-untyped-call]
             await self._pubsub.ping()
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._outage.failed("pub/sub reconnect", exc)
@@ -148,10 +155,15 @@ class RedisBroker:
             return
         if kind == "message" and isinstance(data, str):
             try:
-                self._deliver(name[self._prefix_len :], data)
+                self.guard.deliver(name[self._prefix_len :], data)
             except Exception:
                 log.exception("delivering a message on %s failed", name)
         elif kind == "subscribe":
-            for waiter in self._confirmations.pop(name, []):
+            waiters = self._confirmations.pop(name, [])
+            if not waiters:
+                # Nobody asked: redis-py resubscribed after a reconnect. Whatever was
+                # published meanwhile is in the logs.
+                self.guard.resubscribed(name[self._prefix_len :])
+            for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)

@@ -50,7 +50,9 @@ class Cluster:
         return len(sids)
 
     async def _renew(self) -> None:
-        await self.node.store.renew_lease(self.node.node_id, int(self.node.settings.lease_ttl * 1000))
+        await self.node.store.renew_lease(
+            self.node.node_id, int(self.node.settings.lease_ttl * 1000)
+        )
 
     async def _run(self) -> None:
         while True:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable
 
 from engineio import packet as eio_packet
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -34,6 +34,15 @@ def room_channel(room_id: str) -> str:
 
 def user_channel(user_id: str) -> str:
     return "user:" + user_id
+
+
+def room_log(room_id: str) -> str:
+    """The name of a room's message log in the store."""
+    return "room:" + room_id
+
+
+def room_of_channel(channel: str) -> str:
+    return channel.removeprefix("room:")
 
 
 class Link:

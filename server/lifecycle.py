@@ -31,7 +31,11 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     where = settings.redis_url if settings.redis_url else "in-memory store, single node"
     log.info(
         "dino node %s listening on http://%s:%d/ (%s backend: %s)",
-        node_id, settings.host, port, settings.backend, where,
+        node_id,
+        settings.host,
+        port,
+        settings.backend,
+        where,
     )
     try:
         await stop.wait()

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 from engineio import packet as eio_packet
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from storage.base import Fanout, Store
 from storage.keys import KeySchema
@@ -19,7 +21,8 @@ from storage.redis_store import RedisStore
 
 from .auth import Authenticator, make_authenticator
 from .broker import RedisBroker
-from .hub import Hub, Session
+from .gaps import MAX_REPAIR
+from .hub import Hub, Session, room_log, room_of_channel
 from .outage import OutageLog
 from .settings import Settings
 from .transport import DinoSocketServer, create_socket_server
@@ -49,15 +52,17 @@ class Node:
 
     async def publish(self, channel: str, event: str, data: object, skip_sid: str = "") -> None:
         """Emit ``event`` to every listener of ``channel`` on every node."""
-        await self.hub.broker.publish(channel, skip_sid + "\n" + event_packet(event, Json.dumps(data)))
+        await self.hub.broker.publish(
+            channel, skip_sid + "\n" + event_packet(event, Json.dumps(data))
+        )
 
     async def append_and_publish(
-        self, log_name: str, entry_tail: str, channel: str, event: str, skip_sid: str = ""
+        self, log_name: str, entry_tail: str, channels: list[str], event: str, skip_sid: str = ""
     ) -> int:
-        """Store an activity in a log and emit it as ``event`` on ``channel``, atomically."""
+        """Store an activity in a log and emit it as ``event`` on ``channels``, atomically."""
         head, tail = event_packet_parts(event)
-        fanout = Fanout(channel, skip_sid + "\n" + head, tail)
-        return await self.store.append(log_name, entry_tail, fanout)
+        fanouts = [Fanout(channel, skip_sid + "\n" + head, tail) for channel in channels]
+        return await self.store.append(log_name, entry_tail, fanouts)
 
     async def close(self) -> None:
         await self.hub.broker.close()
@@ -86,10 +91,17 @@ async def create_node(settings: Settings, node_id: str) -> Node:
             socket_connect_timeout=2.0,
             socket_timeout=5.0,
             health_check_interval=10,
+            # Fail fast when Redis is down: the client gets a 500 now, not in 10 s.
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
         )
         keys = KeySchema(settings.redis_prefix)
-        hub.broker = RedisBroker(client, keys, hub.deliver, outage)
-        store = RedisStore(client, keys, settings.history_size)
+        redis_store = store = RedisStore(client, keys, settings.history_size)
+
+        async def read_missed(channel: str, since: int) -> list[str]:
+            log_name = room_log(room_of_channel(channel))
+            return await redis_store.history(log_name, before=None, since=since, limit=MAX_REPAIR)
+
+        hub.broker = RedisBroker(client, keys, hub.deliver, read_missed, outage)
     else:
         store = MemoryStore(settings.history_size, hub.deliver)
     return Node(

@@ -40,13 +40,11 @@ class DirectEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         self.slow_consumers_dropped = 0
         # Our websocket wrapper, in a copy of the driver table: the driver module's own
         # dict is shared by every server in the process.
-        self._async = dict(self._async, websocket=DirectWebSocket)
+        self._async: dict[str, Any] = dict(self._async, websocket=DirectWebSocket)
 
     async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
         link = self.links.get(sid)
-        if link is not None and pkt.packet_type == eio_packet.MESSAGE and isinstance(
-            pkt.data, str
-        ):
+        if link is not None and pkt.packet_type == eio_packet.MESSAGE and isinstance(pkt.data, str):
             link.write(engineio_message_frame(pkt.data))
             return
         await super().send_packet(sid, pkt)
@@ -127,11 +125,8 @@ def create_socket_server(
     ping_timeout: float,
     cors_origins: tuple[str, ...],
 ) -> DinoSocketServer:
-    origins: str | list[str] | None
-    if "*" in cors_origins:
-        origins = "*"
-    else:
-        origins = list(cors_origins) or None  # None: same origin only
+    # None: same origin only.
+    origins: str | list[str] | None = "*" if "*" in cors_origins else list(cors_origins) or None
     sio = DinoSocketServer(
         async_mode="tornado",
         json=Json,

@@ -11,7 +11,7 @@ store adds the sequence number and hands the same text to every subscriber. See
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,11 +20,11 @@ class StoreError(Exception):
     """Base class for store failures that are not the client's fault."""
 
 
-class StoreUnavailable(StoreError):  # noqa: N818 -- the name reads as a state, on purpose
+class StoreUnavailable(StoreError):
     """The backing service (Redis) cannot be reached; the request may be retried later."""
 
 
-class RoomNameTaken(Exception):  # noqa: N818 -- likewise
+class RoomNameTaken(Exception):
     """A room with that name exists already (names are unique, compared case-sensitively)."""
 
 
@@ -78,7 +78,10 @@ class Store(Protocol):
     async def create_room(self, room_id: str, name: str, owner: Member) -> Room:
         """Create a room owned by ``owner``. Raises ``RoomNameTaken`` if ``name`` is in use.
 
-        Atomic: of two concurrent creates with one name, exactly one succeeds."""
+        Atomic: of two concurrent creates with one name, exactly one succeeds. Repeating a
+        create that went through (same id, name and owner: a retry after a lost reply)
+        returns the room instead of failing. ``ValueError`` if ``room_id`` is in use under
+        another name."""
         ...
 
     async def get_room(self, room_id: str) -> Room | None:
@@ -90,20 +93,26 @@ class Store(Protocol):
         ...
 
     async def set_acl(self, room_id: str, acl: Mapping[str, str]) -> None:
-        """Replace the room's ACL with ``acl`` (an empty mapping clears it)."""
+        """Replace the room's ACL with ``acl`` (an empty mapping clears it).
+
+        An unknown room is left alone: nothing is stored for it."""
         ...
 
     # -- presence ----------------------------------------------------------------------
 
     async def register_session(self, sid: str, member: Member, node_id: str) -> None:
-        """Remember that session ``sid`` of ``member`` lives on node ``node_id``."""
+        """Remember that session ``sid`` of ``member`` lives on node ``node_id``.
+
+        Registering ``sid`` again moves it to ``node_id``; its user must stay the same."""
         ...
 
     async def join_room(self, room_id: str, sid: str) -> bool:
         """Put registered session ``sid`` in the room.
 
         Returns True if its user was not in the room before (this is the user's first
-        session there), False otherwise. Idempotent: joining twice returns False."""
+        session there), False otherwise. Idempotent: joining twice returns False.
+        An unregistered (or already dropped) session, or an unknown room, is not joined and
+        returns False, so a join racing a disconnect cannot leave a ghost member behind."""
         ...
 
     async def leave_room(self, room_id: str, sid: str) -> bool:
@@ -116,8 +125,8 @@ class Store(Protocol):
     async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
         """Forget session ``sid``: leave every room it is in, unregister it.
 
-        Returns ``(room_id, member)`` for each room its user thereby left entirely.
-        Idempotent: an unknown sid returns []."""
+        Returns ``(room_id, member)`` for each room its user thereby left entirely, sorted
+        by room id. Idempotent: an unknown sid returns []."""
         ...
 
     async def room_members(self, room_id: str) -> list[Member]:
@@ -125,7 +134,7 @@ class Store(Protocol):
         ...
 
     async def node_sessions(self, node_id: str) -> list[str]:
-        """The sessions registered on node ``node_id``."""
+        """The sessions registered on node ``node_id``, sorted."""
         ...
 
     # -- node leases -------------------------------------------------------------------
@@ -135,7 +144,10 @@ class Store(Protocol):
         ...
 
     async def expired_nodes(self) -> list[str]:
-        """Registered nodes whose lease has run out (they died without a goodbye)."""
+        """Registered nodes whose lease has run out (they died without a goodbye), sorted.
+
+        ``RedisStore`` measures leases on the Redis server clock, so the nodes' own clocks
+        need not agree."""
         ...
 
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
@@ -143,18 +155,22 @@ class Store(Protocol):
         ...
 
     async def forget_node(self, node_id: str) -> None:
-        """Remove the node from the registry (after its sessions were dropped)."""
+        """Remove the node from the registry (after its sessions were dropped).
+
+        A cleanup claim on the node stays until its ttl ends, so a slower peer that saw
+        the node expire does not purge it again."""
         ...
 
     # -- message logs ------------------------------------------------------------------
 
-    async def append(self, log: str, entry_tail: str, fanout: Fanout | None) -> int:
+    async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
         """Append an entry to ``log`` and return its sequence number.
 
         The stored entry is ``'{"seq":' + str(seq) + entry_tail``, where ``entry_tail`` is
         the rest of a JSON object (starting with ``,`` or ``}``). Sequence numbers start at
         1 and grow by exactly one per append; the log keeps the newest ``history_size``
-        entries. With ``fanout`` the entry is published atomically with the append."""
+        entries. The entry is published on each of ``fanouts`` atomically with the append.
+        ``ValueError`` if ``entry_tail`` does not start with ``,`` or ``}``."""
         ...
 
     async def history(
@@ -162,10 +178,11 @@ class Store(Protocol):
     ) -> list[str]:
         """Up to ``limit`` entries of ``log``, oldest first.
 
-        ``since``: the oldest entries with seq > since. Otherwise the newest entries,
-        restricted to seq < ``before`` when given. Unknown log: []."""
+        ``since``: the oldest entries with seq > since. Otherwise the newest entries.
+        ``before``, when given, restricts both to seq < before. ``limit`` <= 0 or an
+        unknown log: []."""
         ...
 
     async def close(self) -> None:
-        """Release connections."""
+        """Release connections (``RedisStore`` closes the client it was given)."""
         ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from storage.base import Fanout, Member, Room, RoomNameTaken, RoomSummary
@@ -173,7 +173,8 @@ class MemoryStore:
 
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         now = time.monotonic()
-        if self._cleanup_locks.get(node_id, now) > now:
+        held_until = self._cleanup_locks.get(node_id)
+        if held_until is not None and held_until > now:
             return False
         self._cleanup_locks[node_id] = now + ttl_ms / 1000
         return True
@@ -183,7 +184,7 @@ class MemoryStore:
 
     # -- message logs ------------------------------------------------------------------
 
-    async def append(self, log: str, entry_tail: str, fanout: Fanout | None) -> int:
+    async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
         state = self._logs.get(log)
@@ -192,7 +193,7 @@ class MemoryStore:
         state.seq += 1
         entry = f'{{"seq":{state.seq}{entry_tail}'
         state.entries.append(entry)
-        if fanout is not None:
+        for fanout in fanouts:
             # Synchronously and before the next append can run: delivery order = seq order.
             self._publish(fanout.channel, fanout.head + entry + fanout.tail)
         return state.seq

@@ -15,7 +15,7 @@ or Sentinel if you like), not Redis Cluster.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio
@@ -163,7 +163,7 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
 """
 )
 
-# KEYS: log, log_seq.  ARGV: entry_tail, history_size, publish?, channel, head, tail
+# KEYS: log, log_seq.  ARGV: entry_tail, history_size, then (channel, head, tail) per fanout
 # Publishing inside the script is the point: Redis runs scripts one at a time, so the
 # order of publishes on a channel is the order of seqs, whichever node appended.
 _APPEND = """
@@ -171,7 +171,7 @@ local seq = redis.call('INCR', KEYS[2])
 local entry = '{"seq":' .. seq .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
-if ARGV[3] == '1' then redis.call('PUBLISH', ARGV[4], ARGV[5] .. entry .. ARGV[6]) end
+for i = 3, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
 return seq
 """
 
@@ -228,9 +228,10 @@ class RedisStore:
     """A ``Store`` on one Redis primary, shared by every node of a deployment.
 
     Create the client with ``decode_responses=True``: replies are then str already
-    (bytes replies are decoded as UTF-8 too, at a small cost). The store owns the client:
-    ``close`` closes it. Connection failures and timeouts surface as ``StoreUnavailable``;
-    how long a call retries before that is the client's ``retry`` policy.
+    (bytes replies are decoded as UTF-8 too, at a small cost). ``close`` closes the
+    client, so close whatever shares it (a pub/sub broker) first. Connection failures and
+    timeouts surface as ``StoreUnavailable``; how long a call retries before that is the
+    client's ``retry`` policy (redis-py's default retries 10 times with backoff).
     """
 
     def __init__(self, client: redis.asyncio.Redis, keys: KeySchema, history_size: int) -> None:
@@ -412,14 +413,12 @@ class RedisStore:
     # -- message logs ------------------------------------------------------------------
 
     @_unavailable_as_store_error
-    async def append(self, log: str, entry_tail: str, fanout: Fanout | None) -> int:
+    async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
-        publish = (
-            ["1", self._keys.channel(fanout.channel), fanout.head, fanout.tail]
-            if fanout is not None
-            else ["0", "", "", ""]
-        )
+        publish = [
+            part for f in fanouts for part in (self._keys.channel(f.channel), f.head, f.tail)
+        ]
         seq = await self._append(
             keys=[self._keys.log(log), self._keys.log_seq(log)],
             args=[entry_tail, self._history_size, *publish],

@@ -17,8 +17,8 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 from redis.asyncio.client import PubSub
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from storage.base import Fanout, Member, RoomNameTaken, RoomSummary, Store, StoreUnavailable
 from storage.keys import KeySchema, key_schema_table, split_template
@@ -124,7 +124,7 @@ class RedisHarness:
 
     async def close(self) -> None:
         for pubsub in self._pubsubs:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
         await self.store.close()
 
 
@@ -176,7 +176,7 @@ def seq_of(entry: str) -> int:
 
 
 async def append_many(store: Store, log: str, count: int) -> list[int]:
-    return [await store.append(log, text_tail(f"m{i}"), None) for i in range(count)]
+    return [await store.append(log, text_tail(f"m{i}")) for i in range(count)]
 
 
 async def seqs(
@@ -405,12 +405,12 @@ async def test_claim_node_cleanup_once_per_window(store: Store) -> None:
 async def test_append_numbers_from_one_by_one_per_log(store: Store) -> None:
     assert await append_many(store, "room:a", 5) == [1, 2, 3, 4, 5]
     assert await append_many(store, "room:b", 2) == [1, 2]
-    assert await store.append("room:a", "}", None) == 6
+    assert await store.append("room:a", "}") == 6
 
 
 async def test_entries_are_json_with_their_seq(store: Store) -> None:
-    await store.append("log", ',"text":"héllo \\"quoted\\"","n":[1,2]}', None)
-    await store.append("log", "}", None)
+    await store.append("log", ',"text":"héllo \\"quoted\\"","n":[1,2]}')
+    await store.append("log", "}")
     entries = await store.history("log", before=None, since=None, limit=10)
     assert [json.loads(e) for e in entries] == [
         {"seq": 1, "text": 'héllo "quoted"', "n": [1, 2]},
@@ -427,7 +427,7 @@ async def test_append_rejects_a_tail_that_is_not_the_rest_of_an_object(store: St
 async def test_log_keeps_the_newest_history_size_entries(store: Store) -> None:
     await append_many(store, "log", HISTORY_SIZE + 5)
     assert await seqs(store, "log") == list(range(6, HISTORY_SIZE + 6))
-    assert await store.append("log", "}", None) == HISTORY_SIZE + 6  # seq survives trimming
+    assert await store.append("log", "}") == HISTORY_SIZE + 6  # seq survives trimming
 
 
 async def test_history_newest_first_page_and_before(store: Store) -> None:
@@ -466,15 +466,26 @@ async def test_history_edge_cases(store: Store) -> None:
 async def test_append_publishes_head_entry_tail(harness: Harness) -> None:
     inbox = await harness.listen("room:a")
     fanout = Fanout("room:a", 'sid\n42["message",', "]")
-    seq = await harness.store.append("log:a", text_tail("hello"), fanout)
+    seq = await harness.store.append("log:a", text_tail("hello"), [fanout])
     [entry] = await harness.store.history("log:a", before=None, since=None, limit=1)
     assert seq_of(entry) == seq
     assert await inbox.take(1) == ['sid\n42["message",' + entry + "]"]
 
 
+async def test_append_publishes_on_every_fanout(harness: Harness) -> None:
+    first, second = await harness.listen("user:a"), await harness.listen("user:b")
+    seq = await harness.store.append(
+        "dm:a:b", text_tail("hi"), [Fanout("user:a", "A", ""), Fanout("user:b", "B", "")]
+    )
+    [entry] = await harness.store.history("dm:a:b", before=None, since=None, limit=1)
+    assert seq_of(entry) == seq
+    assert await first.take(1) == ["A" + entry]
+    assert await second.take(1) == ["B" + entry]
+
+
 async def test_append_without_fanout_publishes_nothing(harness: Harness) -> None:
     inbox = await harness.listen("room:a")
-    await harness.store.append("log:a", "}", None)
+    await harness.store.append("log:a", "}")
     assert await inbox.take(1, timeout=0.2) == []
 
 
@@ -482,7 +493,7 @@ async def test_concurrent_appends_arrive_in_seq_order(harness: Harness) -> None:
     inbox = await harness.listen("room:a")
     fanout = Fanout("room:a", "[", "]")
     appended = await asyncio.gather(
-        *(harness.store.append("log:a", text_tail(f"m{i}"), fanout) for i in range(50))
+        *(harness.store.append("log:a", text_tail(f"m{i}"), [fanout]) for i in range(50))
     )
     assert sorted(appended) == list(range(1, 51))
     received = await inbox.take(50)
@@ -513,7 +524,7 @@ async def test_two_nodes_share_presence_and_order(redis_url: str, key_prefix: st
         inbox = await listener.listen("room")
         fanout = Fanout("room", "", "")
         await asyncio.gather(
-            *(node.append("log", "}", fanout) for _ in range(25) for node in (node_a, node_b))
+            *(node.append("log", "}", [fanout]) for _ in range(25) for node in (node_a, node_b))
         )
         assert [seq_of(text) for text in await inbox.take(50)] == list(range(1, 51))
         await listener.close()
@@ -532,7 +543,7 @@ async def test_bytes_replies_are_decoded(
     assert await store.list_rooms() == [RoomSummary(room_id, "bytes", 1)]
     assert await store.room_members(room_id) == [ALICE]
     assert await store.node_sessions("n1") == ["a1"]
-    await store.append("log", "}", None)
+    await store.append("log", "}")
     assert await store.history("log", before=None, since=None, limit=5) == ['{"seq":1}']
     assert await store.drop_session("a1") == [(room_id, ALICE)]
     await store.close()
@@ -551,7 +562,7 @@ async def test_unreachable_redis_raises_store_unavailable() -> None:
         "get_room": lambda: store.get_room("r1"),  # a pipeline
         "list_rooms": lambda: store.list_rooms(),  # a plain command
         "join_room": lambda: store.join_room("r1", "s1"),  # a script
-        "append": lambda: store.append("log", "}", Fanout("c", "", "")),
+        "append": lambda: store.append("log", "}", [Fanout("c", "", "")]),
     }
     for name, call in calls.items():
         with pytest.raises(StoreUnavailable, match=f"Redis unavailable during {name}"):
@@ -564,9 +575,9 @@ async def test_scripts_survive_a_flushed_script_cache(
 ) -> None:
     """After a Redis restart the scripts are gone; the store loads them again."""
     store = RedisStore(redis_client, KeySchema(key_prefix), HISTORY_SIZE)
-    assert await store.append("log", "}", None) == 1
+    assert await store.append("log", "}") == 1
     await redis_client.script_flush()
-    assert await store.append("log", "}", None) == 2
+    assert await store.append("log", "}") == 2
 
 
 async def test_no_presence_keys_outlive_their_sessions(
