@@ -20,6 +20,7 @@ from .validation import (
     optional_string,
     required_object,
     required_string,
+    utf8_size,
 )
 
 MAX_HISTORY_LIMIT = 500
@@ -51,7 +52,7 @@ def _content(node: Node, request: dict[str, Any]) -> tuple[str, str | None]:
         raise BadRequest("object.content must be a string")
     if not content.strip():
         raise BadRequest("object.content must not be empty")
-    size = len(content.encode("utf-8", "surrogatepass"))
+    size = utf8_size(content, "object.content")
     limit = node.settings.max_message_bytes
     if size > limit:
         raise BadRequest(f"object.content is {size} bytes; the limit is {limit}")

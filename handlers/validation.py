@@ -65,7 +65,19 @@ def optional_string(
         raise BadRequest(f"{where}{key} is longer than {max_chars} characters")
     if any(ord(ch) < 32 for ch in text):
         raise BadRequest(f"{where}{key} must not contain control characters")
+    utf8_size(text, f"{where}{key}")
     return text
+
+
+def utf8_size(text: str, what: str) -> int:
+    """The UTF-8 size of ``text``; a lone surrogate (JSON allows "\\ud800") is refused.
+
+    Such a string cannot be encoded for any client: stored, it would break every reply
+    and delivery that carries it (the room's history, the list of rooms)."""
+    try:
+        return len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise BadRequest(f"{what} is not valid Unicode text (it has a lone surrogate)") from None
 
 
 def required_string(

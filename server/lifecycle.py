@@ -20,7 +20,8 @@ log = logging.getLogger("dino")
 
 async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> None:
     # Bind first: with --port 0 the real port is known only now, and it names the node.
-    sockets = bind_sockets(settings.port, settings.host, family=socket.AF_INET)
+    # A deep accept queue: thousands of clients reconnect at once after a node restart.
+    sockets = bind_sockets(settings.port, settings.host, family=socket.AF_INET, backlog=4096)
     port = sockets[0].getsockname()[1]
     node_id = settings.node_id or f"{socket.gethostname()}:{port}"
     node = await create_node(settings, node_id)

@@ -87,10 +87,18 @@ class Node:
     def start(self, timeout: float = 30.0) -> None:
         if not (REPO / "run.py").exists():
             pytest.fail(f"{REPO / 'run.py'} does not exist: no node to test the demo against")
-        self._log = open(self.log_path, "ab")
+        # Open for the life of the process (closed in stop()), so no context manager.
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "run.py", "--host", "127.0.0.1", "--port", str(self.port),
-             *self.extra_args],
+            [
+                sys.executable,
+                "run.py",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                *self.extra_args,
+            ],
             cwd=REPO,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -115,8 +123,9 @@ class Node:
                 last_error = repr(exc)
             time.sleep(0.1)
         self.stop()
-        pytest.fail(f"the node did not serve /demo/ within {timeout}s ({last_error}):\n"
-                    f"{self.log_tail()}")
+        pytest.fail(
+            f"the node did not serve /demo/ within {timeout}s ({last_error}):\n{self.log_tail()}"
+        )
 
     def stop(self, crash: bool = False) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -137,4 +146,3 @@ class Node:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
-

@@ -64,19 +64,16 @@
     var node = $('conn-status');
     node.dataset.state = kind;
     node.textContent = text;
+    // Sending while the link is down would only queue up in the client; say so instead.
+    var online = kind === 'connected';
+    $('composer-fields').disabled = !online;
+    $('composer-input').placeholder = online ? 'Write a message…' : 'Waiting for the connection…';
   }
 
-  var noticeTimer = null;
-
-  /** Show a message to the person. Errors stay until dismissed; info fades. */
-  function showNotice(text, kind) {
-    kind = kind || 'error';
-    var box = $('notice');
+  /** Show an error to the person; it stays until dismissed or replaced. */
+  function showNotice(text) {
     $('notice-text').textContent = text;
-    box.dataset.kind = kind;
-    box.hidden = false;
-    clearTimeout(noticeTimer);
-    if (kind === 'info') noticeTimer = setTimeout(hideNotice, 6000);
+    $('notice').hidden = false;
   }
 
   function hideNotice() { $('notice').hidden = true; }
@@ -196,17 +193,22 @@
     });
     var rejoins = rooms.map(function (conv) {
       return request('join', { verb: 'join', target: { id: conv.id } }).then(function (resp) {
-        if (ok(resp)) { applyJoin(conv, resp.data); return true; }
-        markRoomGone(conv, resp);
-        return false;
+        if (ok(resp)) { applyJoin(conv, resp.data); return 'rejoined'; }
+        // 400: the server says no (the room is gone, or its ACL no longer admits us).
+        // Anything else may pass; the room stays listed with a Join button to retry.
+        if (resp.status_code === 400) { markRoomGone(conv, resp); return 'gone'; }
+        markRejoinFailed(conv, resp);
+        return 'failed';
       });
     });
     directs.forEach(function (conv) { catchUp(conv); });
     Promise.all(rejoins).then(function (results) {
-      var rejoined = results.filter(Boolean).length;
-      var gone = results.length - rejoined;
-      var text = 'reconnected, rejoined ' + plural(rejoined, 'room');
-      if (gone) text += ' (' + gone + ' no longer available)';
+      var count = function (what) { return results.filter(function (r) { return r === what; }).length; };
+      var text = 'reconnected, rejoined ' + plural(count('rejoined'), 'room');
+      var notes = [];
+      if (count('gone')) notes.push(count('gone') + ' no longer available');
+      if (count('failed')) notes.push(count('failed') + ' failed');
+      if (notes.length) text += ' (' + notes.join(', ') + ')';
       setStatus('connected', text);
       refreshRooms();
     });
@@ -224,15 +226,16 @@
   }
 
   function onConnectError(err) {
-    if (state.socket && !state.socket.active) {
-      // The server refused the connection itself (for example a bad token): no retry.
-      var first = !state.everConnected;
+    var refused = state.socket && !state.socket.active; // the server said no: no retry
+    if (refused || !state.everConnected) {
+      // Before the first login there is nothing to restore, so rather than retry
+      // behind the form, hand it back with the reason.
       teardown();
       showLoginView();
-      showNotice((first ? 'Could not connect: ' : 'Connection refused: ') + (err && err.message));
-      return;
+      showNotice((refused ? 'Connection refused: ' : 'Could not reach the server: ') +
+        ((err && err.message) || 'unknown error'));
     }
-    if (!state.everConnected) setStatus('reconnecting', 'cannot reach the server, retrying…');
+    // Otherwise socket.io retries by itself; reconnect_attempt updates the status.
   }
 
   /** Close the socket and forget the session (logout, or a refused connection). */
@@ -337,8 +340,14 @@
         showNotice('Could not create the room: ' + describeError(resp));
         return false;
       }
-      showNotice('Room "' + name + '" created. Join it from the list.', 'info');
-      refreshRooms();
+      // Creating does not join (protocol); move focus to the new room's Join button.
+      var created = resp.data && resp.data.target;
+      refreshRooms().then(function () {
+        var item = created && document.querySelector('#room-list [data-room-id="' + CSS.escape(created.id) + '"]');
+        if (!item) return;
+        item.classList.add('fresh');
+        item.querySelector('button').focus();
+      });
       return true;
     });
   }
@@ -412,7 +421,16 @@
       '). The node may have restarted. The messages above are what you had.', 'gone');
     renderConversationList();
     if (state.active === conv.key) renderActive();
-    showNotice('Room "' + conv.name + '" no longer exists on the server.');
+    showNotice('Room "' + conv.name + '" is no longer available: ' + describeError(resp));
+  }
+
+  /** Rejoining failed for a reason that may pass (timeout, server error). */
+  function markRejoinFailed(conv, resp) {
+    conv.joined = false;
+    addSystemLine(conv, 'Could not rejoin this room (' + describeError(resp) +
+      '). Use Join in the room list to try again.', 'failed');
+    renderConversationList();
+    if (state.active === conv.key) renderActive();
   }
 
   // ---------------------------------------------------------------- conversations
@@ -522,7 +540,9 @@
     $('conv-title').textContent = !conv ? 'No conversation open'
       : conv.kind === 'room' ? '# ' + conv.name : 'Direct: ' + conv.name;
     $('leave-room').hidden = !(conv && conv.kind === 'room' && conv.joined);
-    $('close-conv').hidden = !(conv && (conv.kind === 'user' || conv.gone));
+    // A room we were in but are not any more (gone, or the rejoin failed) can be closed.
+    var lostRoom = !!conv && conv.kind === 'room' && conv.baselined && !conv.joined;
+    $('close-conv').hidden = !(conv && (conv.kind === 'user' || lostRoom));
     var canSend = !!conv && (conv.kind === 'user' || (conv.joined && !conv.gone));
     $('composer').hidden = !canSend;
     renderMembers(conv);
@@ -534,15 +554,20 @@
     var members = isRoom ? Array.from(conv.members.entries()) : [];
     members.sort(function (a, b) { return a[1].localeCompare(b[1]); });
     list.replaceChildren.apply(list, members.map(function (m) { return memberItem(m[0], m[1]); }));
-    $('member-count').textContent = isRoom ? String(members.length) : '';
-    $('members-empty').hidden = isRoom && conv.joined;
+    var inRoom = isRoom && conv.joined;
+    $('member-count').textContent = inRoom ? String(members.length) : '';
+    $('members-empty').hidden = inRoom;
+    $('members-empty').textContent = isRoom ? 'You are not in this room.'
+      : conv ? 'A direct conversation: just the two of you.' : 'Open a room to see who is in it.';
   }
 
   function memberItem(id, name) {
     var isMe = state.me && id === state.me.id;
     var children = [
-      el('span', { className: 'member-name', text: name }),
-      el('span', { className: 'member-id', text: isMe ? 'you' : id }),
+      el('div', { className: 'member-who' }, [
+        el('span', { className: 'member-name', text: name }),
+        el('span', { className: 'member-id', text: isMe ? 'you' : id }),
+      ]),
     ];
     if (!isMe) {
       var dm = el('button', {
@@ -775,16 +800,16 @@
     if (!conv || !text.trim()) return;
     var target = conv.kind === 'room' ? { id: conv.id } : { objectType: 'user', id: conv.id };
     var object = conv.kind === 'room' ? { content: text, objectType: 'group' } : { content: text };
-    var send = $('composer-send');
-    send.disabled = true;
+    // Clear at once, so the next message can be typed while this one is on its way.
+    input.value = '';
     request('message', { verb: 'send', target: target, object: object }).then(function (resp) {
-      send.disabled = false;
       if (!ok(resp)) {
-        // The text stays in the box, so the person can shorten it or try again.
+        // Give the text back (unless something new was typed meanwhile), so the person
+        // can shorten it or try again.
+        if (!input.value) input.value = text;
         showNotice('Message not sent: ' + describeError(resp));
         return;
       }
-      input.value = '';
       addEntry(conv, fromActivity(resp.data || {}));
       scrollToBottom(conv);
     });
