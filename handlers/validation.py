@@ -69,6 +69,11 @@ def optional_string(
     return text
 
 
+def encodable(text: str) -> str:
+    """``text`` with lone surrogates escaped: safe to echo back in a reply."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def utf8_size(text: str, what: str) -> int:
     """The UTF-8 size of ``text``; a lone surrogate (JSON allows "\\ud800") is refused.
 

@@ -64,8 +64,10 @@ class SioClient:
         on_message: RawMessageHandler | None = None,
         on_event: EventHandler | None = None,
         on_close: Callable[[SioClient, str], None] | None = None,
+        read_buffer: memoryview | None = None,
     ) -> None:
         self.namespace = namespace
+        self._read_buffer = read_buffer
         self.on_message = on_message
         self.on_event = on_event
         self.on_close = on_close
@@ -94,7 +96,11 @@ class SioClient:
 
         def factory() -> WebSocketProtocol:
             return WebSocketProtocol(
-                target.host_header, target.resource, self._on_frame, self._on_ws_close
+                target.host_header,
+                target.resource,
+                self._on_frame,
+                self._on_ws_close,
+                self._read_buffer,
             )
 
         try:

@@ -8,6 +8,7 @@ state (no module-level state), and loadtest.report turns it into results.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -16,10 +17,11 @@ from typing import Any, TypeVar
 
 from loadtest import payload
 from loadtest.client import ClientError, EventHandler, RawMessageHandler, SioClient, Target
-from loadtest.procstat import SelfSample, ServerWatch
+from loadtest.procstat import MachineSample, SelfSample, ServerWatch, busy_cores
 from loadtest.progress import Progress
 from loadtest.seqcheck import SeqLedger, SeqTracker
 from loadtest.stats import LatencyRecorder, Steps
+from loadtest.ws import new_read_buffer
 
 T = TypeVar("T")
 
@@ -63,7 +65,7 @@ class Traffic:
 class Receiver:
     """Hot path: one client's ``message`` events -> seq accounting + latency."""
 
-    __slots__ = ("trackers", "_window", "_traffic")
+    __slots__ = ("_traffic", "_window", "trackers")
 
     def __init__(self, traffic: Traffic, window: list[int]) -> None:
         self.trackers: dict[int, SeqTracker] = {}
@@ -100,6 +102,8 @@ class Tick:
     tool_cpu: float  # fraction of one core
     server_cpu: float  # cores
     server_rss: int
+    machine_cpu: float  # cores busy on the whole machine (tool + server + others)
+    loop_lag_ms: float  # worst delay of the tool's event loop in this second
 
 
 class Harness:
@@ -119,12 +123,19 @@ class Harness:
         self.self_start = SelfSample.now()
         self.measure_start: SelfSample | None = None
         self.measure_end: SelfSample | None = None
+        self.machine_start: MachineSample | None = None
+        self.machine_cores_measured = 0.0
+        self.loop_lag = LatencyRecorder()  # ns; see _lag_probe
         self.server_cpu_measured = 0.0
         self.progress = Progress(enabled=cfg.progress)
         self._targets = [Target.from_url(u, cfg.path) for u in cfg.urls]
         self._ticker: asyncio.Task[None] | None = None
-        self._last_self = self.self_start
+        # one receive buffer for all clients: see loadtest.ws.WebSocketProtocol
+        self._read_buffer = new_read_buffer()
+        self.last_self = self.self_start
         self._last_srv_cpu = self.server.sample()[0]
+        self._last_machine = MachineSample.now()
+        self._lag_task: asyncio.Task[None] | None = None
 
     # -- clients ----------------------------------------------------------
     def target(self, index: int) -> Target:
@@ -141,14 +152,24 @@ class Harness:
         on_message: RawMessageHandler | None = None,
         on_event: EventHandler | None = None,
     ) -> SioClient:
-        return SioClient(self.cfg.namespace, on_message, on_event, self._on_close)
+        return SioClient(
+            self.cfg.namespace, on_message, on_event, self._on_close, self._read_buffer
+        )
 
     def _on_close(self, client: SioClient, reason: str) -> None:
         if client.sid is not None:
             self.traffic.connected -= 1
-        if not client.closing:
-            self.traffic.dropped += 1
-            self.extra.setdefault("drop_reasons", Counter())[reason[:80]] += 1
+        if client.closing:
+            return
+        if self.phase == "teardown":
+            # Closing thousands of clients can stall a server long enough to time
+            # out the others' pings; the measurement is over, so only note it.
+            self.extra["closed_by_server_in_teardown"] = (
+                self.extra.get("closed_by_server_in_teardown", 0) + 1
+            )
+            return
+        self.traffic.dropped += 1
+        self.extra.setdefault("drop_reasons", Counter())[reason[:80]] += 1
 
     async def connect(self, client: SioClient, index: int) -> None:
         await self.step("connect", client.connect(self.target(index), self.cfg.timeout))
@@ -181,10 +202,8 @@ class Harness:
                     delay = start + ramp * i / count - time.perf_counter()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                try:
+                with contextlib.suppress(ClientError):
                     await work(i)
-                except ClientError:
-                    pass
 
         workers = min(self.cfg.concurrency, count)
         await asyncio.gather(*(worker() for _ in range(workers)))
@@ -247,11 +266,14 @@ class Harness:
         self.phase = "measure"
         self.server.set_mark()
         self.measure_start = SelfSample.now()
+        self.machine_start = MachineSample.now()
 
     def end_measure(self) -> None:
         self.server.sample()
         self.measure_end = SelfSample.now()
         self.server_cpu_measured = self.server.cpu_since_mark()
+        if self.machine_start is not None:
+            self.machine_cores_measured = busy_cores(self.machine_start, MachineSample.now())
         self.phase = "teardown"
 
     async def drain(self, settled: Callable[[], bool]) -> float:
@@ -286,17 +308,26 @@ class Harness:
     # -- sampling ---------------------------------------------------------
     def start_ticker(self) -> None:
         self._ticker = asyncio.create_task(self._tick_loop())
+        self._lag_task = asyncio.create_task(self._lag_probe())
 
     async def stop_ticker(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
-            try:
-                await self._ticker
-            except asyncio.CancelledError:
-                pass
-            self._ticker = None
+        for task in (self._ticker, self._lag_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._ticker = self._lag_task = None
         self.tick()
         self.progress.finish()
+
+    async def _lag_probe(self) -> None:
+        """How late a 10 ms sleep wakes up: when the tool's own loop is busy,
+        this grows, and measured latency then includes the tool's queueing."""
+        window = self.loop_lag.window
+        while True:
+            before = time.perf_counter_ns()
+            await asyncio.sleep(0.01)
+            window.append(time.perf_counter_ns() - before - 10_000_000)
 
     async def _tick_loop(self) -> None:
         while True:
@@ -304,13 +335,16 @@ class Harness:
             self.tick()
 
     def tick(self) -> None:
-        prev = self._last_self
-        now = self._last_self = SelfSample.now()
+        prev = self.last_self
+        now = self.last_self = SelfSample.now()
         lat = self.latency.roll()
         self.ack_latency.roll()
         self.traffic.deliveries += int(lat["count"])
+        lag = self.loop_lag.roll()
         srv_cpu, srv_rss = self.server.sample()
         prev_srv_cpu, self._last_srv_cpu = self._last_srv_cpu, srv_cpu
+        machine = MachineSample.now()
+        prev_machine, self._last_machine = self._last_machine, machine
         wall = max(1e-6, now.wall - prev.wall)
         tick = Tick(
             t=round(now.wall - self.t0, 3),
@@ -325,6 +359,8 @@ class Harness:
             tool_cpu=(now.cpu_s - prev.cpu_s) / wall,
             server_cpu=(srv_cpu - prev_srv_cpu) / wall,
             server_rss=srv_rss,
+            machine_cpu=round(busy_cores(prev_machine, machine), 3),
+            loop_lag_ms=lag["max"] / 1000,
         )
         self.timeline.append(tick)
         self.progress.show(self, tick, wall)

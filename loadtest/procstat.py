@@ -126,18 +126,53 @@ class SelfSample:
         return SelfSample(time.perf_counter(), ru.ru_utime + ru.ru_stime, ru.ru_maxrss * 1024)
 
 
-def raise_fd_limit(wanted: int) -> int:
-    """Raise the soft RLIMIT_NOFILE toward ``wanted`` (up to the hard limit).
+@dataclass(frozen=True, slots=True)
+class MachineSample:
+    """Whole-machine CPU from /proc/stat: other sessions or jobs on the same host
+    distort a benchmark, and this makes that visible (busy - tool - server)."""
 
-    Each client is one socket; 10,000 clients need more than the usual 1024.
-    Returns the soft limit now in force.
+    busy_s: float
+    total_s: float
+
+    @staticmethod
+    def now() -> MachineSample:
+        try:
+            with open("/proc/stat", "rb") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return MachineSample(0.0, 0.0)
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        # guest time is already counted in user time: only the first 8 fields
+        total = sum(fields[:8])
+        return MachineSample((total - idle) / _TICKS, total / _TICKS)
+
+
+def busy_cores(a: MachineSample, b: MachineSample) -> float:
+    """Cores busy between two samples (total_s counts every core's time)."""
+    total = b.total_s - a.total_s
+    if total <= 0:
+        return 0.0
+    return (b.busy_s - a.busy_s) / total * (os.cpu_count() or 1)
+
+
+def raise_fd_limit(wanted: int) -> int:
+    """Raise RLIMIT_NOFILE to at least ``wanted`` if possible; returns the soft limit.
+
+    Each client is one socket; 10,000 clients need more than the usual 1024. The
+    hard limit is raised too when the process may (root), else the soft limit
+    stops at the hard one.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-    if target > soft:
+    if soft >= wanted:
+        return soft
+    if hard != resource.RLIM_INFINITY and hard < wanted:
         try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-            soft = target
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+            return wanted
         except (ValueError, OSError):
-            pass
-    return soft
+            wanted = hard
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        return wanted
+    except (ValueError, OSError):
+        return soft

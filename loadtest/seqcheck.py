@@ -22,12 +22,12 @@ class SeqTracker:
 
     __slots__ = (
         "baseline",
-        "last",
-        "received",
         "duplicates",
-        "out_of_order",
-        "stale",
+        "last",
         "missing",
+        "out_of_order",
+        "received",
+        "stale",
         "untracked_gap",
     )
 

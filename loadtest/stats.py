@@ -38,7 +38,7 @@ def bucket_value(bucket: int) -> int:
 class Histogram:
     """Counts of integer values (the unit is the caller's: µs for latency)."""
 
-    __slots__ = ("counts", "total", "maximum", "minimum", "sum")
+    __slots__ = ("counts", "maximum", "minimum", "sum", "total")
 
     def __init__(self) -> None:
         self.counts: Counter[int] = Counter()
@@ -118,6 +118,7 @@ class Step:
     name: str
     ok: int = 0
     failed: int = 0
+    skipped: int = 0  # not attempted because an earlier step of the client failed
     first_start: float = 0.0
     last_end: float = 0.0
     errors: Counter[str] = field(default_factory=Counter)
@@ -125,7 +126,7 @@ class Step:
 
     def record(self, started: float, ended: float, error: str | None = None) -> None:
         """``started``/``ended`` are perf_counter seconds."""
-        if self.ok + self.failed == 0 or started < self.first_start:
+        if self.last_end == 0.0 or started < self.first_start:
             self.first_start = started
         self.last_end = max(self.last_end, ended)
         if error is None:
@@ -135,6 +136,11 @@ class Step:
             self.failed += 1
             self.errors[error[:120]] += 1
 
+    def skip(self) -> None:
+        """Count a step not attempted (its client's connect or login failed,
+        which is already counted as that step's failure)."""
+        self.skipped += 1
+
     def as_dict(self) -> dict[str, Any]:
         self.latency.roll()
         span = self.last_end - self.first_start
@@ -142,6 +148,7 @@ class Step:
             "name": self.name,
             "ok": self.ok,
             "failed": self.failed,
+            "skipped": self.skipped,
             "seconds": round(span, 3),
             "per_second": round(self.ok / span, 1) if span > 0 else 0.0,
             "latency_us": self.latency.hist.summary(),

@@ -21,6 +21,7 @@ import random
 import struct
 import time
 from collections.abc import Callable
+from typing import cast
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HANDSHAKE = 16 * 1024
@@ -83,7 +84,7 @@ class FrameParser:
     masked one is unmasked rather than rejected.
     """
 
-    __slots__ = ("_buf", "_frag_op", "_frag")
+    __slots__ = ("_buf", "_frag", "_frag_op")
 
     def __init__(self) -> None:
         self._buf = b""
@@ -137,12 +138,24 @@ class FrameParser:
         return out
 
 
-class WebSocketProtocol(asyncio.Protocol):
+def new_read_buffer(size: int = 256 * 1024) -> memoryview:
+    """A receive buffer that many connections of one event loop may share."""
+    return memoryview(bytearray(size))
+
+
+class WebSocketProtocol(asyncio.BufferedProtocol):
     """Client side of one websocket connection.
 
     ``opened`` resolves when the upgrade succeeded; data messages go to
     ``on_message`` with the receive time (taken once per read, since all frames
     of one read arrived together); ``on_close`` runs once.
+
+    A BufferedProtocol, because plain ``Protocol`` makes asyncio call
+    ``sock.recv(256 KiB)``, which allocates a 256 KiB bytes object per read: that
+    costs ~17 µs per read, measured, against ~0.5 µs for ``recv_into`` a reused
+    buffer. The buffer can be shared by every connection of the loop (pass the
+    same ``read_buffer``): each read is consumed synchronously in
+    ``buffer_updated`` before the loop reads another socket.
     """
 
     def __init__(
@@ -151,7 +164,9 @@ class WebSocketProtocol(asyncio.Protocol):
         resource: str,
         on_message: MessageHandler,
         on_close: CloseHandler,
+        read_buffer: memoryview | None = None,
     ) -> None:
+        self._read_buffer = read_buffer if read_buffer is not None else new_read_buffer(65536)
         self._host = host
         self._resource = resource
         self._on_message = on_message
@@ -166,8 +181,8 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # a stream transport; uvloop's is not a subclass of asyncio.Transport
+        self._transport = cast(asyncio.Transport, transport)
         request = (
             f"GET {self._resource} HTTP/1.1\r\n"
             f"Host: {self._host}\r\n"
@@ -177,7 +192,16 @@ class WebSocketProtocol(asyncio.Protocol):
             "Sec-WebSocket-Version: 13\r\n"
             "\r\n"
         )
-        transport.write(request.encode())
+        self._transport.write(request.encode())
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read_buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._read_buffer[:nbytes]))
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport
 
     def data_received(self, data: bytes) -> None:
         parser = self._parser
@@ -188,7 +212,7 @@ class WebSocketProtocol(asyncio.Protocol):
                 return
         now = time.time_ns()
         for opcode, payload in parser.feed(data):
-            if opcode == OP_TEXT or opcode == OP_BINARY:
+            if opcode in (OP_TEXT, OP_BINARY):
                 self._on_message(payload, now)
             elif opcode == OP_PING:
                 self._write(OP_PONG, payload)

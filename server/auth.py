@@ -58,7 +58,9 @@ class JwtAuth:
             raise BadRequest("invalid token: it has no 'sub' claim naming the user")
         name = claims.get("name")
         raw_attributes = claims.get("attributes")
-        attributes = dict(claimed.attributes)
+        # Only the token speaks: attributes decide room ACLs, so a client must not be
+        # able to add one the token does not give.
+        attributes: dict[str, str] = {}
         if isinstance(raw_attributes, dict):
             attributes.update(
                 {

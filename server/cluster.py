@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 
+from handlers.activities import presence
 from handlers.session import drop_from_store
 from storage.base import StoreUnavailable
 
+from .hub import room_channel
 from .node import Node
 
 log = logging.getLogger("dino.cluster")
@@ -24,6 +27,9 @@ class Cluster:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._task: asyncio.Task[None] | None = None
+        # After this node could not reach Redis for a while, peers may look dead only
+        # because they could not renew either: give them one lease to do so first.
+        self._no_purge_until = 0.0
 
     async def start(self) -> None:
         await self.purge(self.node.node_id)  # sessions of this node's previous life
@@ -49,10 +55,24 @@ class Cluster:
             log.info("dropped %d sessions of node %s", len(sids), node_id)
         return len(sids)
 
-    async def _renew(self) -> None:
-        await self.node.store.renew_lease(
-            self.node.node_id, int(self.node.settings.lease_ttl * 1000)
-        )
+    async def _renew(self) -> bool:
+        ttl_ms = int(self.node.settings.lease_ttl * 1000)
+        return await self.node.store.renew_lease(self.node.node_id, ttl_ms)
+
+    async def restore_presence(self) -> None:
+        """Register every local session and room membership again, after peers purged
+        this node while it lived (it stalled, or lost Redis for longer than its lease)."""
+        node = self.node
+        for session in list(node.hub.sessions.values()):
+            if session.member is None:
+                continue
+            await node.store.register_session(session.sid, session.member, node.node_id)
+            for room_id in list(session.rooms):
+                if await node.store.join_room(room_id, session.sid):
+                    joined = presence("join", session.member, room_id)
+                    await node.publish(
+                        room_channel(room_id), "gn_user_joined", joined, skip_sid=session.sid
+                    )
 
     async def _run(self) -> None:
         while True:
@@ -61,17 +81,22 @@ class Cluster:
                 await self._tick()
             except StoreUnavailable as exc:
                 self.node.outage.failed("heartbeat", exc)
+                self._no_purge_until = time.monotonic() + 2 * self.node.settings.lease_ttl
             except Exception:
                 log.exception("cluster heartbeat failed")
 
     async def _tick(self) -> None:
         node = self.node
-        await self._renew()
+        if not await self._renew():
+            log.warning("peers took node %s for dead; registering its sessions again", node.node_id)
+            await self.restore_presence()
         if node.outage.down:
             node.outage.recovered()
         for sid in list(node.unfinished_drops):
             await drop_from_store(node, sid)
             node.unfinished_drops.discard(sid)
+        if time.monotonic() < self._no_purge_until:
+            return
         ttl_ms = int(node.settings.lease_ttl * 1000)
         for dead in await node.store.expired_nodes():
             if dead == node.node_id or not await node.store.claim_node_cleanup(dead, ttl_ms):

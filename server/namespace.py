@@ -15,7 +15,7 @@ import socketio
 
 from handlers.events import EVENTS
 from handlers.session import disconnect
-from handlers.validation import BadRequest, request_object
+from handlers.validation import BadRequest, encodable, request_object
 from storage.base import StoreUnavailable
 
 from .hub import Session
@@ -67,7 +67,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if session is None:  # raced with its own disconnect
             return {"status_code": 400, "data": "not connected"}
         reply = await self._reply(event, session, payload)
-        await self.node.send(session, "gn_" + event, reply)
+        # The event name is the client's text; a lone surrogate in it could not be sent.
+        await self.node.send(session, "gn_" + encodable(event), reply)
         return reply
 
     async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
@@ -81,7 +82,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             self._check_actor(session, request)
             data = await handler(self.node, session, request)
         except BadRequest as exc:
-            return {"status_code": 400, "data": str(exc)}
+            return {"status_code": 400, "data": encodable(str(exc))}
         except StoreUnavailable as exc:
             self.node.outage.failed(event, exc)
             return {"status_code": 500, "data": "storage is unavailable; try again shortly"}

@@ -65,6 +65,7 @@ class Node:
         return await self.store.append(log_name, entry_tail, fanouts)
 
     async def close(self) -> None:
+        await self.sio.engine.stop_pinging()
         await self.hub.broker.close()
         await self.store.close()
 
@@ -85,8 +86,12 @@ async def create_node(settings: Settings, node_id: str) -> Node:
     hub = Hub(sio.engine.enqueue, sio.engine.links)
     store: Store
     if settings.redis_url:
-        client = aioredis.Redis.from_url(
+        # A burst (thousands of joins after a restart) waits for a free connection
+        # instead of failing: redis-py's default pool raises past 100 connections.
+        pool = aioredis.BlockingConnectionPool.from_url(
             settings.redis_url,
+            max_connections=100,
+            timeout=5.0,
             decode_responses=True,
             socket_connect_timeout=2.0,
             socket_timeout=5.0,
@@ -94,6 +99,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
             # Fail fast when Redis is down: the client gets a 500 now, not in 10 s.
             retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
         )
+        client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         keys = KeySchema(settings.redis_prefix)
         redis_store = store = RedisStore(client, keys, settings.history_size)
 

@@ -38,6 +38,8 @@ class Settings:
         return "redis" if self.redis_url else "memory"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("host", str, "address to listen on"),
     ("port", int, "port to listen on"),
@@ -78,11 +80,13 @@ def parse_settings(
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     for name, kind, text in _OPTIONS:
-        default = env.get(_env_name(name), getattr(defaults, name))
+        # An environment value stays a string: argparse converts string defaults with
+        # ``type`` itself, so a malformed number is a usage error, not a traceback.
         parser.add_argument(
             "--" + name.replace("_", "-"),
-            type=kind,
-            default=kind(default) if default is not None else None,
+            type=str.upper if name == "log_level" else kind,
+            choices=LOG_LEVELS if name == "log_level" else None,
+            default=env.get(_env_name(name), getattr(defaults, name)),
             help=f"{text} [{_env_name(name)}]",
         )
     parser.add_argument(

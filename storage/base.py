@@ -103,7 +103,8 @@ class Store(Protocol):
     async def register_session(self, sid: str, member: Member, node_id: str) -> None:
         """Remember that session ``sid`` of ``member`` lives on node ``node_id``.
 
-        Registering ``sid`` again moves it to ``node_id``; its user must stay the same."""
+        Registering ``sid`` again moves it to ``node_id`` and renames its user in every
+        room the session is in (``room_members``); its user id must stay the same."""
         ...
 
     async def join_room(self, room_id: str, sid: str) -> bool:
@@ -139,8 +140,12 @@ class Store(Protocol):
 
     # -- node leases -------------------------------------------------------------------
 
-    async def renew_lease(self, node_id: str, ttl_ms: int) -> None:
-        """Register the node and keep it alive for ``ttl_ms`` from now."""
+    async def renew_lease(self, node_id: str, ttl_ms: int) -> bool:
+        """Register the node and keep it alive for ``ttl_ms`` from now.
+
+        Returns True if the node was registered already, False if this call registered
+        it: at first start, or after peers took it for dead and removed it (then its
+        sessions were dropped while it lived, and it has to register them again)."""
         ...
 
     async def expired_nodes(self) -> list[str]:

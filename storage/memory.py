@@ -104,6 +104,8 @@ class MemoryStore:
         if previous is not None:
             self._node_sessions.get(previous.node_id, set()).discard(sid)
             previous.member, previous.node_id = member, node_id
+            for room_id in previous.rooms:  # a new name shows wherever the user is
+                self._rooms[room_id].users[member.id] = member.name
         else:
             self._sessions[sid] = _Session(member=member, node_id=node_id)
         self._node_sessions.setdefault(node_id, set()).add(sid)
@@ -164,8 +166,10 @@ class MemoryStore:
     # A single node never outlives itself, but the semantics match RedisStore's so that
     # the lease code in the server is exercised the same way on both stores.
 
-    async def renew_lease(self, node_id: str, ttl_ms: int) -> None:
+    async def renew_lease(self, node_id: str, ttl_ms: int) -> bool:
+        registered = node_id in self._leases
         self._leases[node_id] = time.monotonic() + ttl_ms / 1000
+        return registered
 
     async def expired_nodes(self) -> list[str]:
         now = time.monotonic()

@@ -88,7 +88,8 @@ if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
 return 1
 """
 
-# KEYS: session_info, node_sessions(node).  ARGV: sid, uid, name, node, node_sessions template
+# KEYS: session_info, node_sessions(node), session_rooms.
+# ARGV: sid, uid, name, node, node_sessions template, room_users template
 _REGISTER_SESSION = (
     _LUA_KEY
     + """
@@ -98,6 +99,10 @@ if old and old ~= ARGV[4] then
 end
 redis.call('HSET', KEYS[1], 'uid', ARGV[2], 'name', ARGV[3], 'node', ARGV[4])
 redis.call('SADD', KEYS[2], ARGV[1])
+-- Logging in again under a new name renames the user where the session is present.
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  redis.call('HSET', key(ARGV[7], ARGV[8], room), ARGV[2], ARGV[3])
+end
 """
 )
 
@@ -151,7 +156,7 @@ return result
 _RENEW_LEASE = (
     _LUA_NOW_MS
     + """
-redis.call('ZADD', KEYS[1], now_ms() + tonumber(ARGV[2]), ARGV[1])
+return redis.call('ZADD', KEYS[1], now_ms() + tonumber(ARGV[2]), ARGV[1])
 """
 )
 
@@ -252,6 +257,7 @@ class RedisStore:
         self._expired_nodes = client.register_script(_EXPIRED_NODES)
         self._append = client.register_script(_APPEND)
         self._node_sessions_template = split_template(keys.node_sessions)
+        self._room_users_template = split_template(keys.room_users)
         self._drop_templates = (
             *split_template(keys.room_sessions),
             *split_template(keys.room_counts),
@@ -329,8 +335,19 @@ class RedisStore:
     @_unavailable_as_store_error
     async def register_session(self, sid: str, member: Member, node_id: str) -> None:
         await self._register_session(
-            keys=[self._keys.session_info(sid), self._keys.node_sessions(node_id)],
-            args=[sid, member.id, member.name, node_id, *self._node_sessions_template],
+            keys=[
+                self._keys.session_info(sid),
+                self._keys.node_sessions(node_id),
+                self._keys.session_rooms(sid),
+            ],
+            args=[
+                sid,
+                member.id,
+                member.name,
+                node_id,
+                *self._node_sessions_template,
+                *self._room_users_template,
+            ],
         )
 
     @_unavailable_as_store_error
@@ -390,8 +407,9 @@ class RedisStore:
     # skewed clocks still agree on who has expired.
 
     @_unavailable_as_store_error
-    async def renew_lease(self, node_id: str, ttl_ms: int) -> None:
-        await self._renew_lease(keys=[self._keys.nodes()], args=[node_id, ttl_ms])
+    async def renew_lease(self, node_id: str, ttl_ms: int) -> bool:
+        added = await self._renew_lease(keys=[self._keys.nodes()], args=[node_id, ttl_ms])
+        return int(added) == 0
 
     @_unavailable_as_store_error
     async def expired_nodes(self) -> list[str]:

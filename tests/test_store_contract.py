@@ -382,6 +382,21 @@ async def test_lease_expires_and_renewal_revives(store: Store) -> None:
     assert await store.expired_nodes() == []
 
 
+async def test_registering_again_renames_the_user_in_its_rooms(store: Store) -> None:
+    room_id = await new_room(store)
+    await store.register_session("s1", ALICE, "node-a")
+    await store.join_room(room_id, "s1")
+    await store.register_session("s1", Member(ALICE.id, "Alice II"), "node-a")
+    assert await store.room_members(room_id) == [Member(ALICE.id, "Alice II")]
+
+
+async def test_renewal_tells_whether_the_node_was_registered(store: Store) -> None:
+    assert await store.renew_lease("n", 60_000) is False  # first start
+    assert await store.renew_lease("n", 60_000) is True
+    await store.forget_node("n")  # peers purged it as dead
+    assert await store.renew_lease("n", 60_000) is False
+
+
 async def test_forget_node(store: Store) -> None:
     await store.renew_lease("dead", 1)
     await asyncio.sleep(0.05)

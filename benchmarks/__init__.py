@@ -1,0 +1,1 @@
+"""Benchmarks: the psio baseline server, server launchers, the benchmark runner."""

@@ -1,0 +1,1 @@
+"""One module per scenario; each exposes a frozen config dataclass and ``run``."""
