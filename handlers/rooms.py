@@ -115,6 +115,7 @@ async def leave(node: Node, session: Session, request: dict[str, Any]) -> None:
 
 async def users_in_room(node: Node, session: Session, request: dict[str, Any]) -> Activity:
     room = await existing_room(node, target_id(request))
+    require_admission(room, session)  # who is in a restricted room is not public
     members = await node.store.room_members(room.id)
     return listing(room.id, "users", member_attachments(members))
 

@@ -29,6 +29,8 @@ class HealthHandler(tornado.web.RequestHandler):
                 "published": hub.stats.published,
                 "delivered": hub.stats.delivered,
                 "slow_consumers_dropped": node.sio.engine.slow_consumers_dropped,
+                # Room messages read back from logs after a pub/sub gap (Redis only).
+                "messages_repaired": getattr(getattr(hub.broker, "guard", None), "repaired", 0),
             }
         )
 

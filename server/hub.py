@@ -13,7 +13,6 @@ frame per published message, then per recipient one dict lookup and one write.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -24,8 +23,6 @@ from storage.base import Member
 
 from .broker import Broker, MemoryBroker
 from .wire import engineio_message_frame
-
-log = logging.getLogger("dino.hub")
 
 
 def room_channel(room_id: str) -> str:
@@ -46,12 +43,12 @@ def room_of_channel(channel: str) -> str:
 
 
 class Link:
-    """The write side of one websocket, once it may be written to directly.
+    """The write side of one websocket, written directly rather than through a queue.
 
     engine.io queues outgoing packets and a writer task sends them; that costs a task
-    switch per packet. Once a websocket's queue has drained, its MESSAGE packets are
-    written here instead, in call order, so ordering with the queued past is kept (see
-    ``transport.DirectWebSocket``). Pings and the close packet still use the queue.
+    switch per packet. A lean session (``lean.py``) writes everything here; an upgraded
+    polling session writes its MESSAGE packets here once its queue has drained, so they
+    cannot overtake older queued ones (``transport.DirectWebSocket``).
     """
 
     def __init__(self, stream: IOStream, on_overflow: Callable[[], None]) -> None:
@@ -172,9 +169,6 @@ class Hub:
 
     def channels(self) -> list[str]:
         return list(self._listeners)
-
-    def listeners(self, channel: str) -> set[str]:
-        return self._listeners.get(channel, set())
 
     # -- fan-out -----------------------------------------------------------------------
 

@@ -29,6 +29,8 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     await cluster.start()
     server = HTTPServer(make_app(node, static_dir), xheaders=True)
     server.add_sockets(sockets)
+    if settings.auth == "open":
+        log.warning("--auth open: any client may log in as any user; use --auth jwt in production")
     where = settings.redis_url if settings.redis_url else "in-memory store, single node"
     log.info(
         "dino node %s listening on http://%s:%d/ (%s backend: %s)",

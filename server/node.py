@@ -6,7 +6,6 @@ a test can run several nodes in one process.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -27,8 +26,6 @@ from .outage import OutageLog
 from .settings import Settings
 from .transport import DinoSocketServer, create_socket_server
 from .wire import Json, event_packet, event_packet_parts
-
-log = logging.getLogger("dino.node")
 
 
 @dataclass

@@ -8,8 +8,11 @@ the order they are sent, and a room message is framed once for all recipients
 (``Hub.deliver``). Polling clients, and every packet before the switch, keep engine.io's
 queue, so they behave exactly as before.
 
-Only ``send_packet`` (engine.io's one exit for packets) and the websocket wrapper class
-are replaced; both are small and their contracts are engine.io's own.
+Clients that open a websocket directly skip engine.io's socket altogether: see
+``lean.py``. What is replaced of engine.io is small and keeps engine.io's contracts:
+``send_packet`` (its one exit for packets), the websocket wrapper, the queue factory,
+the message handler (to close clients whose packets cannot be parsed) and the Tornado
+handler (no compression by default, TCP_NODELAY, origin check before the upgrade).
 """
 
 from __future__ import annotations
