@@ -315,9 +315,12 @@ def test_chat_smoke(psio: servers.Server, tmp_path: Path) -> None:
         "3",
         "--server-pid",
         str(psio.pid),
+        "--plot",
+        str(tmp_path / "plot.png"),
     )
     assert rc == 0, out
     assert_clean(result)
+    assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     steps = {s["name"]: s["ok"] for s in result["steps"]}
     assert steps == {"connect": 10, "login": 10, "create": 2, "join": 10}
     assert result["traffic"]["sent"] == 30
