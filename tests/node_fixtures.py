@@ -8,7 +8,9 @@ SIGTERM, so the node leaves exactly as it does in production (goodbye, store clo
 Fixtures (load them with ``pytest_plugins = ["tests.node_fixtures"]`` in a test module):
 
 * ``backend``: ``"memory"`` or ``"redis"`` (parametrized: every test runs on both);
-* ``transport``: ``"websocket"`` or ``"polling"`` (parametrized where requested);
+* ``transport``: ``"websocket"`` (a websocket from the start: the node's lean session),
+  ``"polling"``, or ``"upgrade"`` (polling, then upgraded to a websocket: engine.io's
+  queue until the node switches it to direct writes); parametrized where requested;
 * ``node``: a node on ``backend`` with default settings; on Redis its keys live under the
   test's private prefix and are deleted afterwards (``tests/redis_fixture.py``);
 * ``node_factory``: ``await node_factory(**settings_overrides)`` for a node with other
@@ -47,7 +49,7 @@ REPO = Path(__file__).resolve().parent.parent
 STATIC_DIR = REPO / "static" / "demo"
 NAMESPACE = "/chat"
 BACKENDS = ("memory", "redis")
-TRANSPORTS = ("websocket", "polling")
+TRANSPORTS = ("websocket", "polling", "upgrade")
 TIMEOUT = 10.0  # only ever reached when something is broken
 
 # The user that ``ChatClient.settle`` sends its markers from; its messages are left out
@@ -154,10 +156,15 @@ class ChatClient:
         await self.sio.connect(
             self.node.url,
             namespaces=[NAMESPACE],
-            transports=[self.transport],
+            transports=["polling", "websocket"]
+            if self.transport == "upgrade"
+            else [self.transport],
             auth=auth,
             wait_timeout=TIMEOUT,
         )
+        # python-engineio's client upgrades within connect(), when the server offers it.
+        if self.transport == "upgrade":
+            assert self.sio.transport() == "websocket", "the upgrade did not happen"
 
     async def disconnect(self) -> None:
         """Leave as a browser does: DISCONNECT and CLOSE reach the server, then return.
@@ -169,7 +176,7 @@ class ChatClient:
         server handles the packets, and so runs the disconnect, before answering it)."""
         if not self.sio.connected:
             return
-        if self.transport == "websocket":
+        if self.transport != "polling":
             await self.sio.disconnect()
             return
         eio = self.sio.eio

@@ -43,7 +43,7 @@ RFC3339_MS_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
 
 def other(transport: str) -> str:
-    return "polling" if transport == "websocket" else "websocket"
+    return "websocket" if transport == "polling" else "polling"
 
 
 def ok(reply: dict[str, Any]) -> dict[str, Any]:
