@@ -69,7 +69,8 @@ class LeanSocket:
             "sid": self.sid,
             "upgrades": [],
             "pingTimeout": int(server.ping_timeout * 1000),
-            "pingInterval": int(server.ping_interval + server.ping_interval_grace_period) * 1000,
+            # In ms, exactly (engine.io's int(seconds) * 1000 turns 0.5 s into 0).
+            "pingInterval": int((server.ping_interval + server.ping_interval_grace_period) * 1000),
             "maxPayload": server.max_http_buffer_size,
         }
         return websocket_frame(("0" + Json.dumps(handshake)).encode())
