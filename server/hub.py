@@ -22,6 +22,7 @@ from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
 from storage.base import Member
 
 from .broker import Broker, MemoryBroker
+from .ratelimit import TokenBucket
 from .wire import engineio_message_frame
 
 
@@ -88,6 +89,7 @@ class Session:
     eio_sid: str
     member: Member | None = None  # None until login
     token: str | None = None  # from the socket.io auth payload, for jwt login
+    bucket: TokenBucket | None = None  # None: not rate limited
     attributes: dict[str, str] = field(default_factory=dict)
     rooms: set[str] = field(default_factory=set)
 

@@ -20,6 +20,7 @@ from storage.base import StoreUnavailable
 
 from .hub import Session
 from .node import Node
+from .ratelimit import TokenBucket
 from .wire import NAMESPACE
 
 log = logging.getLogger("dino.namespace")
@@ -45,6 +46,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_connect(self, sid: str, auth: Any) -> None:
         eio_sid = self.node.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         session = self.node.hub.add_session(sid, eio_sid)
+        settings = self.node.settings
+        session.bucket = TokenBucket(settings.max_events_per_second, settings.max_event_burst)
         if isinstance(auth, dict) and isinstance(auth.get("token"), str):
             session.token = auth["token"]
         await self.node.send(session, "gn_connect", {"status_code": 200})
@@ -74,6 +77,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
         handler = EVENTS.get(event)
         try:
+            if session.bucket is not None and not session.bucket.take():
+                rate = self.node.settings.max_events_per_second
+                raise BadRequest(f"too many requests: at most {rate:g} events per second")
             if handler is None:
                 raise BadRequest(f"unknown event '{event}'")
             if session.member is None and event != "login":

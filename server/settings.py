@@ -26,6 +26,8 @@ class Settings:
     history_on_join: int = 50
     compression: bool = False  # permessage-deflate; off: it costs ~2x CPU and ~150 KB/conn
     send_buffer_bytes: int = 1_048_576  # a slower consumer than this is disconnected
+    max_events_per_second: float = 50.0  # per connection, after a burst of
+    max_event_burst: int = 200  # (a reconnect: login, then a join and a history per room)
     cors_origins: tuple[str, ...] = ()  # () -> same origin only; ("*",) -> any
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
@@ -52,6 +54,8 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("history_size", int, "messages kept per room or conversation"),
     ("history_on_join", int, "messages returned in gn_join"),
     ("send_buffer_bytes", int, "per-connection send buffer; a slower client is dropped"),
+    ("max_events_per_second", float, "events a connection may send per second"),
+    ("max_event_burst", int, "events a connection may send at once, above that rate"),
     ("ping_interval", float, "socket.io ping interval, seconds"),
     ("ping_timeout", float, "socket.io ping timeout, seconds"),
     ("lease_ttl", float, "seconds without heartbeat before a node counts as dead"),

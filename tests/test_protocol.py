@@ -1515,6 +1515,24 @@ MALFORMED_PACKETS = [
 ]
 
 
+async def test_a_flooding_client_is_held_to_its_rate_and_harms_nobody(
+    node_factory, transport: str
+):
+    node = await node_factory(max_events_per_second=5, max_event_burst=10)
+    alice = await node.client(other(transport), user="alice")
+    flooder = await node.client(transport, user="flooder")  # its login took one token
+    replies = [await flooder.call("list_rooms", {"verb": "list"}) for _ in range(30)]
+    assert all(r["status_code"] == 200 for r in replies[:9])  # the rest of the burst
+    refused = [r for r in replies if r["status_code"] != 200]
+    assert refused, "30 requests in well under 4 s must exceed 10 + 5 per second"
+    assert {r["status_code"] for r in refused} == {400}
+    assert {r["data"] for r in refused} == {"too many requests: at most 5 events per second"}
+    # Others are not limited by it, and the flooder is served again once it slows down.
+    ok(await alice.call("list_rooms", {"verb": "list"}))
+    await asyncio.sleep(0.5)
+    ok(await flooder.call("list_rooms", {"verb": "list"}))
+
+
 async def test_an_unparseable_packet_closes_its_sender_and_harms_nobody(
     node: RunningNode, transport: str
 ):
