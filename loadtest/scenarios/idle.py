@@ -2,7 +2,8 @@
 
 Measures what an idle connection costs the server: RSS growth from before the
 first connect to after the last join, divided by the connections held, and the
-CPU the server spends just keeping them (engine.io pings). Connections the server
+CPU the server spends just keeping them (engine.io pings); also the server CPU
+spent per connect + login + join while setting them up. Connections the server
 closes while held count as dropped and fail the run.
 """
 
@@ -33,7 +34,7 @@ class IdleConfig:
 
 async def run(h: Harness, cfg: IdleConfig) -> None:
     rooms = math.ceil(cfg.clients / cfg.room_size)
-    rss_before = h.server.sample()[1]
+    cpu_before, rss_before = h.server.sample()
     clients: list[SioClient] = []
     receivers: list[Receiver] = []
     for _ in range(cfg.clients):
@@ -55,6 +56,7 @@ async def run(h: Harness, cfg: IdleConfig) -> None:
 
     await h.run_many(cfg.clients, join, ramp_up=0.0)
 
+    cpu_setup = h.server.sample()[0] - cpu_before  # connect + login + create + join
     h.start_measure()
     rss_held = h.server.sample()[1]
     held_at_start = h.traffic.connected
@@ -78,6 +80,10 @@ async def run(h: Harness, cfg: IdleConfig) -> None:
                 else None
             ),
             "pings_answered": sum(c.pings for c in clients),
+            # Includes the gn_user_joined each join sends to the room's earlier members.
+            "server_cpu_us_per_connect_login_join": (
+                round(cpu_setup / cfg.clients * 1e6) if cpu_before else None
+            ),
         }
     )
     await h.close_all()
