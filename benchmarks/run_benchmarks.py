@@ -254,9 +254,10 @@ def _step(r: dict[str, Any], name: str) -> dict[str, Any]:
 
 def idle_table(rows: list[dict[str, Any]]) -> list[str]:
     out = [
-        "| server | held at end | connects/s | logins/s | joins/s | RSS before → held MiB |"
-        " RSS per connection KiB | server CPU while idle (cores) | ok |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | held at end | connects/s | logins/s | joins/s | server CPU µs per"
+        " connect+login+join | RSS before → held MiB | RSS per connection KiB"
+        " | server CPU while idle (cores) | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         x = r["extra"]
@@ -265,6 +266,7 @@ def idle_table(rows: list[dict[str, Any]]) -> list[str]:
             f"| {r['bench']['target']} | {x.get('held_at_end', 0):,}"
             f" | {_step(r, 'connect')['per_second']:,.0f} | {_step(r, 'login')['per_second']:,.0f}"
             f" | {_step(r, 'join')['per_second']:,.0f}"
+            f" | {x.get('server_cpu_us_per_connect_login_join') or 0:,}"
             f" | {_mib(x.get('server_rss_before', 0))} → {_mib(x.get('server_rss_held', 0))}"
             f" | {per / 1024 if per else 0:.1f}"
             f" | {r['server']['cpu_cores_measured'] or 0:.3f} | {'yes' if r['ok'] else 'NO'} |"
