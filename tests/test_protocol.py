@@ -164,25 +164,26 @@ async def test_reply_arrives_as_gn_event_without_an_ack(node: RunningNode, trans
     bad(unknown)
 
 
-async def test_every_event_needs_login_first(node: RunningNode, transport: str):
-    owner = await node.client(other(transport), user="owner")
-    room_id = await owner.create("lobby")
-    ok(await owner.join(room_id))
-    anonymous = await node.client(transport)
-    requests = {
-        "create": {"verb": "create", "target": {"displayName": "sneaky"}},
+def one_request_per_event(room_id: str, new_room: str) -> dict[str, dict[str, Any]]:
+    """A valid request for every event but login, about ``room_id``."""
+    return {
+        "create": {"verb": "create", "target": {"displayName": new_room}},
         "list_rooms": {"verb": "list"},
         "join": {"verb": "join", "target": {"id": room_id}},
         "leave": {"verb": "leave", "target": {"id": room_id}},
         "message": {"verb": "send", "target": {"id": room_id}, "object": {"content": "hi"}},
         "users_in_room": {"verb": "list", "target": {"id": room_id}},
         "history": {"verb": "list", "target": {"id": room_id}},
-        "set_acl": {
-            "verb": "update",
-            "target": {"id": room_id},
-            "object": {"attachments": []},
-        },
+        "set_acl": {"verb": "update", "target": {"id": room_id}, "object": {"attachments": []}},
     }
+
+
+async def test_every_event_needs_login_first(node: RunningNode, transport: str):
+    owner = await node.client(other(transport), user="owner")
+    room_id = await owner.create("lobby")
+    ok(await owner.join(room_id))
+    anonymous = await node.client(transport)
+    requests = one_request_per_event(room_id, "sneaky")
     assert set(requests) | {"login"} == set(EVENTS)
     for event, payload in requests.items():
         message = bad(await anonymous.call(event, payload))
@@ -493,14 +494,7 @@ async def test_actor_id_of_another_user_is_refused(node: RunningNode, transport:
     ok(await bob.join(room_id))
     requests = {
         "login": {"verb": "login", "actor": {"id": "bob"}},
-        "create": {"verb": "create", "target": {"displayName": "bobs"}},
-        "list_rooms": {"verb": "list"},
-        "join": {"verb": "join", "target": {"id": room_id}},
-        "leave": {"verb": "leave", "target": {"id": room_id}},
-        "message": {"verb": "send", "target": {"id": room_id}, "object": {"content": "hi"}},
-        "users_in_room": {"verb": "list", "target": {"id": room_id}},
-        "history": {"verb": "list", "target": {"id": room_id}},
-        "set_acl": {"verb": "update", "target": {"id": room_id}, "object": {"attachments": []}},
+        **one_request_per_event(room_id, "bobs"),
     }
     for event, payload in requests.items():
         payload = {**payload, "actor": {"id": "bob", "summary": "Bob"}}
