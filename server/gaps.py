@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 
 from storage.base import StoreError
 
-from .wire import event_packet_parts
+from .wire import envelope, event_packet_parts, open_envelope
 
 log = logging.getLogger("dino.gaps")
 
@@ -35,15 +35,14 @@ ReadMissed = Callable[[str, int], Awaitable[list[str]]]  # (room channel, since)
 
 
 def message_seq(payload: str) -> int | None:
-    """The seq of a published room message (``<skip>\\n2/chat,["message",{"seq":N,...``)."""
-    text_start = payload.find("\n") + 1
-    if not payload.startswith(_SEQ_HEAD, text_start):
+    """The seq of a published room message (packet ``2/chat,["message",{"seq":N,...``)."""
+    _, text = open_envelope(payload)
+    if not text.startswith(_SEQ_HEAD):
         return None
-    start = text_start + len(_SEQ_HEAD)
-    end = start
-    while end < len(payload) and payload[end].isdigit():
+    start = end = len(_SEQ_HEAD)
+    while end < len(text) and text[end].isdigit():
         end += 1
-    return int(payload[start:end]) if end > start else None
+    return int(text[start:end]) if end > start else None
 
 
 class SequenceGuard:
@@ -109,6 +108,6 @@ class SequenceGuard:
                 self._last[channel] = first - 1
         self.repaired += len(entries)
         for entry in entries:
-            self.deliver(channel, "\n" + _MESSAGE_HEAD + entry + _MESSAGE_TAIL)
+            self.deliver(channel, envelope("", _MESSAGE_HEAD + entry + _MESSAGE_TAIL))
         for payload in held:
             self.deliver(channel, payload)

@@ -23,7 +23,7 @@ from storage.base import Member
 
 from .broker import Broker, MemoryBroker
 from .ratelimit import TokenBucket
-from .wire import engineio_message_frame
+from .wire import engineio_message_frame, open_envelope
 
 
 def room_channel(room_id: str) -> str:
@@ -177,12 +177,12 @@ class Hub:
     def deliver(self, channel: str, payload: str) -> None:
         """Write a published ``payload`` to the local listeners of ``channel``.
 
-        ``payload`` is ``<sid to skip or empty>\\n<socket.io packet text>``."""
+        ``payload`` is an ``envelope``: a sid to skip, and the socket.io packet text."""
         listeners = self._listeners.get(channel)
         self.stats.published += 1
         if not listeners:
             return
-        skip, _, text = payload.partition("\n")
+        skip, text = open_envelope(payload)
         frame: bytes | None = None
         sessions, links = self.sessions, self.links
         delivered = 0

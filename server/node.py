@@ -25,7 +25,7 @@ from .hub import Hub, Session, room_log, room_of_channel
 from .outage import OutageLog
 from .settings import Settings
 from .transport import DinoSocketServer, create_socket_server
-from .wire import Json, event_packet, event_packet_parts
+from .wire import Json, envelope, event_packet, event_packet_parts
 
 
 @dataclass
@@ -50,7 +50,7 @@ class Node:
     async def publish(self, channel: str, event: str, data: object, skip_sid: str = "") -> None:
         """Emit ``event`` to every listener of ``channel`` on every node."""
         await self.hub.broker.publish(
-            channel, skip_sid + "\n" + event_packet(event, Json.dumps(data))
+            channel, envelope(skip_sid, event_packet(event, Json.dumps(data)))
         )
 
     async def append_and_publish(
@@ -58,7 +58,7 @@ class Node:
     ) -> int:
         """Store an activity in a log and emit it as ``event`` on ``channels``, atomically."""
         head, tail = event_packet_parts(event)
-        fanouts = [Fanout(channel, skip_sid + "\n" + head, tail) for channel in channels]
+        fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
         return await self.store.append(log_name, entry_tail, fanouts)
 
     async def close(self) -> None:

@@ -36,6 +36,18 @@ def event_packet_parts(event: str) -> tuple[str, str]:
     return f'2{NAMESPACE},["{event}",', "]"
 
 
+def envelope(skip_sid: str, packet_text: str) -> str:
+    """What travels on a channel: the session not to deliver to ("" for none: a sender's
+    own session gets its reply instead) and the socket.io packet text for the others."""
+    return skip_sid + "\n" + packet_text
+
+
+def open_envelope(payload: str) -> tuple[str, str]:
+    """``(skip_sid, packet_text)`` of an ``envelope``."""
+    skip_sid, _, packet_text = payload.partition("\n")
+    return skip_sid, packet_text
+
+
 def websocket_frame(payload: bytes) -> bytes:
     """A final, unmasked text frame (server to client, RFC 6455 section 5.2)."""
     length = len(payload)
