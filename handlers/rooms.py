@@ -12,7 +12,8 @@ from server.node import Node
 from storage.base import Member, Room, RoomNameTaken
 
 from . import acl
-from .activities import Activity, actor, join_reply, listing, member_attachments, presence
+from .activities import Activity, actor, join_reply, listing, member_attachments
+from .presence import announce_joined, announce_left
 from .validation import (
     MAX_ID_CHARS,
     BadRequest,
@@ -94,9 +95,7 @@ async def join(node: Node, session: Session, request: dict[str, Any]) -> Activit
     )
     members = await node.store.room_members(room.id)
     if first_session:
-        await node.publish(
-            channel, "gn_user_joined", presence("join", member, room.id), skip_sid=session.sid
-        )
+        await announce_joined(node, member, room.id, session.sid)
     return join_reply(room, [ujson.loads(e) for e in entries], members)
 
 
@@ -110,7 +109,7 @@ async def leave(node: Node, session: Session, request: dict[str, Any]) -> None:
     channel = room_channel(room_id)
     await node.hub.unlisten(channel, session.sid)
     if user_left:
-        await node.publish(channel, "gn_user_left", presence("leave", member, room_id))
+        await announce_left(node, member, room_id)
 
 
 async def users_in_room(node: Node, session: Session, request: dict[str, Any]) -> Activity:

@@ -9,7 +9,8 @@ from server.hub import Session, room_channel, user_channel
 from server.node import Node
 from storage.base import Member
 
-from .activities import Activity, presence
+from .activities import Activity
+from .presence import announce_left
 from .validation import MAX_ID_CHARS, BadRequest, attribute_pairs, optional_object, optional_string
 
 
@@ -56,6 +57,4 @@ async def disconnect(node: Node, session: Session) -> None:
 async def drop_from_store(node: Node, sid: str) -> None:
     """Remove a session cluster-wide and tell each room its user left entirely."""
     for room_id, member in await node.store.drop_session(sid):
-        await node.publish(
-            room_channel(room_id), "gn_user_left", presence("leave", member, room_id)
-        )
+        await announce_left(node, member, room_id)

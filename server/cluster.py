@@ -13,11 +13,10 @@ import asyncio
 import logging
 import time
 
-from handlers.activities import presence
+from handlers.presence import announce_joined
 from handlers.session import drop_from_store
 from storage.base import StoreUnavailable
 
-from .hub import room_channel
 from .node import Node
 
 log = logging.getLogger("dino.cluster")
@@ -69,10 +68,7 @@ class Cluster:
             await node.store.register_session(session.sid, session.member, node.node_id)
             for room_id in list(session.rooms):
                 if await node.store.join_room(room_id, session.sid):
-                    joined = presence("join", session.member, room_id)
-                    await node.publish(
-                        room_channel(room_id), "gn_user_joined", joined, skip_sid=session.sid
-                    )
+                    await announce_joined(node, session.member, room_id, session.sid)
 
     async def _run(self) -> None:
         while True:
