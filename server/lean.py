@@ -43,9 +43,10 @@ CLOSE_FRAME = websocket_frame(b"1")
 class LeanSocket:
     """One engine.io session on a websocket, without queues or tasks of its own."""
 
-    upgraded = True  # engine.io's transport() reports "websocket" for upgraded sockets
+    # Read by engine.io: transport() reports "websocket", and an HTTP (polling) request
+    # carrying this sid is refused with 400.
+    upgraded = True
     connected = True
-    upgrading = False
 
     def __init__(
         self,
