@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.errors import BadRequest
+
+__all__ = ["BadRequest"]  # the error every reader here raises; entry points import it here
+
 MAX_ID_CHARS = 128
 MAX_NAME_CHARS = 128
-
-
-class BadRequest(Exception):
-    """The client's mistake; the message is shown to the client as is."""
 
 
 def _type_name(value: Any) -> str:

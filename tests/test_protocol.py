@@ -62,6 +62,15 @@ def bad(reply: dict[str, Any]) -> str:
     return message
 
 
+def refused(reply: dict[str, Any]) -> str:
+    """The message of a 403 reply: a refused permission (ownership, access rules)."""
+    assert reply["status_code"] == 403, reply
+    assert set(reply) == {"status_code", "data"}, reply
+    assert isinstance(reply["data"], str) and reply["data"], reply
+    message: str = reply["data"]
+    return message
+
+
 def entry(message: dict[str, Any]) -> dict[str, Any]:
     """The history entry README describes for a stored message activity."""
     return {
@@ -292,7 +301,7 @@ async def test_login_again_as_the_same_user_updates_it_another_user_is_refused(
     room_id = await owner.create("club")
     ok(await set_acl(owner, room_id, {"city": "Shanghai"}))
     client = await node.client(transport, user="alice", attributes={"city": "Paris"})
-    bad(await client.join(room_id))
+    refused(await client.join(room_id))
 
     data = ok(await client.login("alice", name="Alice", attributes={"city": "Shanghai"}))
     assert data["actor"] == {
@@ -480,7 +489,7 @@ async def test_jwt_client_cannot_add_attributes_the_token_does_not_give(
     }
     data = ok(await client.call("login", payload))
     assert data["actor"]["attachments"] == []
-    bad(await client.join(room_id))
+    refused(await client.join(room_id))
 
 
 # -- the session's user is authoritative ---------------------------------------------------
@@ -1223,7 +1232,7 @@ async def test_only_an_owner_can_set_the_acl(node: RunningNode, transport: str):
     bob = await node.client(other(transport), user="bob", attributes={"city": "Shanghai"})
     room_id = await alice.create("lobby")
     ok(await bob.join(room_id))
-    assert "owner" in bad(await set_acl(bob, room_id, {"city": "Beijing"}))
+    assert "owner" in refused(await set_acl(bob, room_id, {"city": "Beijing"}))
     assert join_part(await bob.join(room_id), "acl") == []
     assert await set_acl(alice, room_id, {"city": "Shanghai"}) == {"status_code": 200}
     assert join_part(await bob.join(room_id), "acl") == [
@@ -1308,8 +1317,8 @@ async def test_acl_decides_who_may_join_and_read(
         assert [e["content"] for e in history_of(history)] == ["members only"]
         ok(await guest.say(room_id, "glad to be here"))
     else:
-        bad(join)
-        bad(history)
+        refused(join)
+        refused(history)
         bad(await guest.say(room_id, "let me in"))
         assert [u["id"] for u in await users_in_room(owner, room_id)] == ["owner"]
 
@@ -1323,9 +1332,9 @@ async def test_open_ended_ranges(node: RunningNode, transport: str):
     old = await node.client(other(transport), user="old", attributes={"age": "99"})
     young = await node.client(other(transport), user="young", attributes={"age": "7"})
     ok(await old.join(adults))
-    bad(await old.join(kids))
+    refused(await old.join(kids))
     ok(await young.join(kids))
-    bad(await young.join(adults))
+    refused(await young.join(adults))
 
 
 # -- text that is not Unicode -------------------------------------------------------------
