@@ -93,7 +93,19 @@ class ApiHandler(tornado.web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         # Tornado's own refusals (405 for a method an endpoint lacks, 400 for a request it
         # cannot parse) in the API's JSON shape.
+        if status_code == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         self.finish(Json.dumps({"error": self._reason}))
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The methods this endpoint implements (Tornado's base class answers 405)."""
+        base = tornado.web.RequestHandler
+        return [
+            method
+            for method in cls.SUPPORTED_METHODS
+            if getattr(cls, method.lower()) is not getattr(base, method.lower())
+        ]
 
 
 Method = Callable[..., Awaitable[None]]

@@ -58,8 +58,8 @@ class MessagesHandler(ApiHandler):
     @endpoint
     async def post(self) -> None:
         body = self.json_body()
-        to = targets(body)
         author = sender(body)
+        to = targets(body)
         obj = required_object(body, "object")
         text = content(obj)
         kind = optional_string(obj, "objectType", "object.")

@@ -30,8 +30,15 @@ def _error(description: str) -> Schema:
     return {"description": description, "content": _json(_ref("Error"))}
 
 
-_ID: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS}
-_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS}
+# Ids and names: printable (no control characters), not blank, spaces around them trimmed.
+_PRINTABLE = r"^[^\u0000-\u001f\u007f]*\S[^\u0000-\u001f\u007f]*$"
+_ID: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": _PRINTABLE}
+_NAME: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME_CHARS,
+    "pattern": _PRINTABLE,
+}
 _USER_REF: Schema = {
     "type": "object",
     "required": ["id"],
@@ -79,10 +86,17 @@ SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "required": ["actor", "object"],
         "description": "Give `target` for one log or `targets` to notify many at once.",
+        "oneOf": [{"required": ["target"]}, {"required": ["targets"]}],
         "properties": {
             "actor": _USER_REF,
             "target": _TARGET,
-            "targets": {"type": "array", "items": _TARGET, "minItems": 1, "maxItems": MAX_TARGETS},
+            "targets": {
+                "type": "array",
+                "items": _TARGET,
+                "minItems": 1,
+                "maxItems": MAX_TARGETS,
+                "uniqueItems": True,
+            },
             "object": _CONTENT_OBJECT,
         },
     },
@@ -120,7 +134,8 @@ SCHEMAS: dict[str, Schema] = {
             "acl": {
                 "type": "object",
                 "description": "attribute -> rule: a value list `a,b` or a range `min:max`",
-                "additionalProperties": {"type": "string"},
+                "propertyNames": _NAME,
+                "additionalProperties": {"type": "string", "pattern": r"\S"},
             },
         },
     },
