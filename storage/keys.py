@@ -72,12 +72,25 @@ class KeySchema:
         return f"{self.prefix}session:{sid}:rooms"
 
     def user_info(self, user_id: str) -> str:
-        """hash: ``name``, ``last_seen`` (ms, Redis clock) of a user who has logged in."""
+        """hash: ``name``, ``last_seen`` (ms, Redis clock), ``status`` (as the user set it)
+        of a user who has logged in."""
         return f"{self.prefix}user:{user_id}:info"
 
     def user_sessions(self, user_id: str) -> str:
         """set: session ids of the user, on any node."""
         return f"{self.prefix}user:{user_id}:sessions"
+
+    def user_read(self, user_id: str) -> str:
+        """hash: log -> ``<seq>:<epoch>``, how far the user has read each log (forward only)."""
+        return f"{self.prefix}user:{user_id}:read"
+
+    def user_received(self, user_id: str) -> str:
+        """hash: log -> ``<seq>:<epoch>``, how far the user's devices have received each log."""
+        return f"{self.prefix}user:{user_id}:received"
+
+    def user_logs(self, user_id: str) -> str:
+        """zset: ``room:<id>`` / ``user:<id>`` the user takes part in, score = last touch ms."""
+        return f"{self.prefix}user:{user_id}:logs"
 
     # -- nodes -------------------------------------------------------------------------
 
@@ -102,6 +115,10 @@ class KeySchema:
     def log_seq(self, log: str) -> str:
         """string: last seq handed out for the log (INCR). Survives trimming."""
         return f"{self.prefix}log:{log}:seq"
+
+    def log_epoch(self, log: str) -> str:
+        """string: the log's epoch, new whenever the log starts again at seq 1."""
+        return f"{self.prefix}log:{log}:epoch"
 
     def log_dedupe(self, log: str, key_digest: str) -> str:
         """string with PX ttl: the entry first appended to the log under an idempotency key

@@ -26,12 +26,15 @@ from storage.base import (
     Appended,
     Dedupe,
     Fanout,
+    LogHead,
     Member,
+    Position,
     Room,
     RoomNameTaken,
     RoomSummary,
     StoreUnavailable,
     UserPresence,
+    UserStatus,
 )
 from storage.keys import KeySchema, split_template
 
@@ -102,7 +105,7 @@ return {'renamed', old}
 """
 
 # KEYS: rooms, room_names, room_info, room_owners, room_acl, room_users, room_sessions,
-# room_counts, log, log_seq.  ARGV: room_id, session_rooms template.  Returns 0 or 1.
+# room_counts, log, log_seq, log_epoch.  ARGV: room_id, session_rooms template.  Returns 0 or 1.
 _REMOVE_ROOM = (
     _LUA_KEY
     + """
@@ -114,6 +117,7 @@ end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], name)
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+redis.call('DEL', KEYS[11])
 return 1
 """
 )
@@ -215,31 +219,70 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
 """
 )
 
-# KEYS: log, log_seq.  ARGV: entry_tail, history_size, then (channel, head, tail) per fanout
+_LUA_EPOCH = """
+-- The log's epoch: a new one (the Redis clock in microseconds) when the log starts at seq
+-- 1, or when it has none (written before epochs existed). Never reused by one log: a log
+-- can only start again after its keys are gone, and the clock has moved on by then.
+local function epoch_of(epoch_key, seq)
+  local epoch = redis.call('GET', epoch_key)
+  if seq == 1 or not epoch then
+    local t = redis.call('TIME')
+    epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('SET', epoch_key, epoch)
+  end
+  return epoch
+end
+"""
+
+# KEYS: log, log_seq, log_epoch.  ARGV: entry_tail, history_size, then (channel, head,
+# tail) per fanout.  Returns {seq, epoch}.
 # Publishing inside the script is the point: Redis runs scripts one at a time, so the
 # order of publishes on a channel is the order of seqs, whichever node appended.
-_APPEND = """
+_APPEND = (
+    _LUA_EPOCH
+    + """
 local seq = redis.call('INCR', KEYS[2])
-local entry = '{"seq":' .. seq .. ARGV[1]
+local epoch = epoch_of(KEYS[3], seq)
+local entry = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 for i = 3, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
-return seq
+return {seq, epoch}
 """
+)
 
-# KEYS: log, log_seq, log_dedupe.  ARGV: entry_tail, history_size, ttl ms, then
-# (channel, head, tail) per fanout.  Returns {seq} for a new entry, {seq, first entry}
-# for a retry (nothing stored or published).
-_APPEND_ONCE = """
+# KEYS: log, log_seq, log_dedupe, log_epoch.  ARGV: entry_tail, history_size, ttl ms,
+# then (channel, head, tail) per fanout.  Returns {seq, epoch} for a new entry,
+# {seq, epoch, first entry} for a retry (nothing stored or published).
+_APPEND_ONCE = (
+    _LUA_EPOCH
+    + """
 local first = redis.call('GET', KEYS[3])
-if first then return {tonumber(string.match(first, '^{"seq":(%d+)')), first} end
+if first then
+  local seq, epoch = string.match(first, '^{"seq":(%d+),"epoch":"([^"]*)"')
+  return {tonumber(seq), epoch or '', first}
+end
 local seq = redis.call('INCR', KEYS[2])
-local entry = '{"seq":' .. seq .. ARGV[1]
+local epoch = epoch_of(KEYS[4], seq)
+local entry = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 redis.call('SET', KEYS[3], entry, 'PX', ARGV[3])
 for i = 4, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
-return {seq}
+return {seq, epoch}
+"""
+)
+
+# KEYS: a user's read or received hash.  ARGV: log, seq, epoch.
+# Returns 1 if the position moved forward (or into a new epoch), 0 otherwise.
+_MOVE_POSITION = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local seq, epoch = string.match(old, '^(%d+):(.*)$')
+  if epoch == ARGV[3] and tonumber(seq) >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+return 1
 """
 
 # -- errors and decoding -----------------------------------------------------------------
@@ -321,6 +364,7 @@ class RedisStore:
         self._renew_lease = client.register_script(_RENEW_LEASE)
         self._expired_nodes = client.register_script(_EXPIRED_NODES)
         self._append = client.register_script(_APPEND)
+        self._move_position = client.register_script(_MOVE_POSITION)
         self._node_sessions_template = split_template(keys.node_sessions)
         self._room_users_template = split_template(keys.room_users)
         self._drop_templates = (
@@ -438,6 +482,7 @@ class RedisStore:
                 k.room_counts(room_id),
                 k.log(log),
                 k.log_seq(log),
+                k.log_epoch(log),
             ],
             args=[room_id, *self._session_rooms_template],
         )
@@ -565,18 +610,22 @@ class RedisStore:
 
     # -- message logs ------------------------------------------------------------------
 
-    @_unavailable_as_store_error
     async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
+        return (await self.append_entry(log, entry_tail, fanouts)).seq
+
+    @_unavailable_as_store_error
+    async def append_entry(
+        self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()
+    ) -> Appended:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
-        publish = [
-            part for f in fanouts for part in (self._keys.channel(f.channel), f.head, f.tail)
-        ]
-        seq = await self._append(
-            keys=[self._keys.log(log), self._keys.log_seq(log)],
+        k = self._keys
+        publish = [part for f in fanouts for part in (k.channel(f.channel), f.head, f.tail)]
+        seq, epoch = await self._append(
+            keys=[k.log(log), k.log_seq(log), k.log_epoch(log)],
             args=[entry_tail, self._history_size, *publish],
         )
-        return int(seq)
+        return Appended(int(seq), epoch=_text(epoch))
 
     @_unavailable_as_store_error
     async def append_once(
@@ -588,12 +637,11 @@ class RedisStore:
         digest = hashlib.sha256(dedupe.key.encode()).hexdigest()
         publish = [part for f in fanouts for part in (k.channel(f.channel), f.head, f.tail)]
         reply = await self._append_once(
-            keys=[k.log(log), k.log_seq(log), k.log_dedupe(log, digest)],
+            keys=[k.log(log), k.log_seq(log), k.log_dedupe(log, digest), k.log_epoch(log)],
             args=[entry_tail, self._history_size, dedupe.ttl_ms, *publish],
         )
-        if len(reply) > 1:
-            return Appended(int(reply[0]), original=_text(reply[1]))
-        return Appended(int(reply[0]))
+        original = _text(reply[2]) if len(reply) > 2 else None
+        return Appended(int(reply[0]), original=original, epoch=_text(reply[1]))
 
     @_unavailable_as_store_error
     async def history(
@@ -608,6 +656,102 @@ class RedisStore:
             return [_text(entry) for entry in oldest]
         newest = await self._redis.zrevrangebyscore(key, upper, "-inf", start=0, num=limit)
         return [_text(entry) for entry in reversed(newest)]
+
+    @_unavailable_as_store_error
+    async def log_heads(self, logs: Sequence[str]) -> list[LogHead]:
+        if not logs:
+            return []
+        k = self._keys
+        pipe = self._redis.pipeline(transaction=True)  # each head one consistent snapshot
+        for log in logs:
+            pipe.get(k.log_epoch(log))
+            pipe.get(k.log_seq(log))
+            pipe.zrange(k.log(log), 0, 0, withscores=True)
+            pipe.zrange(k.log(log), -1, -1)
+        replies = await pipe.execute()
+        heads = []
+        for i in range(0, len(replies), 4):
+            epoch, seq_text, oldest, newest = replies[i : i + 4]
+            seq = int(seq_text) if seq_text is not None else 0
+            first = int(oldest[0][1]) if oldest else seq + 1
+            last = _text(newest[0]) if newest else None
+            heads.append(LogHead(_text(epoch) if epoch is not None else None, seq, first, last))
+        return heads
+
+    # -- per-user state ------------------------------------------------------------------
+
+    def _positions_key(self, user_id: str, kind: str) -> str:
+        if kind == "read":
+            return self._keys.user_read(user_id)
+        if kind == "received":
+            return self._keys.user_received(user_id)
+        raise ValueError(f"kind must be 'read' or 'received', not {kind!r}")
+
+    @_unavailable_as_store_error
+    async def move_position(
+        self, user_id: str, log: str, kind: str, position: Position
+    ) -> Position | None:
+        moved = await self._move_position(
+            keys=[self._positions_key(user_id, kind)],
+            args=[log, position.seq, position.epoch],
+        )
+        return position if int(moved) else None
+
+    @_unavailable_as_store_error
+    async def positions(
+        self, user_id: str, kind: str, logs: Sequence[str]
+    ) -> list[Position | None]:
+        if not logs:
+            return []
+        values = await self._redis.hmget(self._positions_key(user_id, kind), list(logs))
+        found: list[Position | None] = []
+        for value in values:
+            if value is None:
+                found.append(None)
+                continue
+            seq, _, epoch = _text(value).partition(":")
+            found.append(Position(epoch, int(seq)))
+        return found
+
+    @_unavailable_as_store_error
+    async def add_user_logs(self, user_id: str, refs: Sequence[str], at_ms: int) -> None:
+        if refs:
+            await self._redis.zadd(self._keys.user_logs(user_id), dict.fromkeys(refs, at_ms))
+
+    @_unavailable_as_store_error
+    async def remove_user_log(self, user_id: str, ref: str) -> None:
+        await self._redis.zrem(self._keys.user_logs(user_id), ref)
+
+    @_unavailable_as_store_error
+    async def user_logs(self, user_id: str, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        refs = await self._redis.zrevrange(self._keys.user_logs(user_id), 0, limit - 1)
+        return [_text(ref) for ref in refs]
+
+    @_unavailable_as_store_error
+    async def set_status(self, user_id: str, status: str) -> None:
+        await self._redis.hset(self._keys.user_info(user_id), "status", status)
+
+    @_unavailable_as_store_error
+    async def user_statuses(self, user_ids: Sequence[str]) -> list[UserStatus]:
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.hmget(self._keys.user_info(user_id), ["status", "last_seen"])
+            pipe.scard(self._keys.user_sessions(user_id))
+        replies = await pipe.execute()
+        found = []
+        for i, user_id in enumerate(user_ids):
+            (status, last_seen), sessions = replies[2 * i], replies[2 * i + 1]
+            found.append(
+                UserStatus(
+                    user_id,
+                    _text(status) if status is not None else None,
+                    int(sessions),
+                    int(last_seen) if last_seen is not None else None,
+                )
+            )
+        return found
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -24,7 +24,9 @@ from redis.backoff import NoBackoff
 from storage.base import (
     Dedupe,
     Fanout,
+    LogHead,
     Member,
+    Position,
     RoomNameTaken,
     RoomSummary,
     Store,
@@ -436,9 +438,11 @@ async def test_entries_are_json_with_their_seq(store: Store) -> None:
     await store.append("log", ',"text":"héllo \\"quoted\\"","n":[1,2]}')
     await store.append("log", "}")
     entries = await store.history("log", before=None, since=None, limit=10)
+    [head] = await store.log_heads(["log"])
+    assert head.epoch
     assert [json.loads(e) for e in entries] == [
-        {"seq": 1, "text": 'héllo "quoted"', "n": [1, 2]},
-        {"seq": 2},
+        {"seq": 1, "epoch": head.epoch, "text": 'héllo "quoted"', "n": [1, 2]},
+        {"seq": 2, "epoch": head.epoch},
     ]
 
 
@@ -639,6 +643,78 @@ async def test_concurrent_retries_store_exactly_once(store: Store) -> None:
     assert await seqs(store, "log") == [1]
 
 
+# -- epochs, positions, a user's logs, status ----------------------------------------------
+
+
+async def test_log_heads_tell_epoch_seq_and_reach(store: Store) -> None:
+    assert await store.log_heads([]) == []
+    [empty] = await store.log_heads(["nothing"])
+    assert empty == LogHead(None, 0, 1, None)
+    await append_many(store, "log", HISTORY_SIZE + 3)
+    appended = await store.append_entry("log", text_tail("last"))
+    [head, other] = await store.log_heads(["log", "nothing"])
+    assert head.epoch == appended.epoch and head.seq == appended.seq == HISTORY_SIZE + 4
+    assert head.first_seq == 5  # trimmed: 1..4 are gone
+    assert head.last is not None and json.loads(head.last)["text"] == "last"
+    assert other == empty
+
+
+async def test_a_log_started_again_has_a_new_epoch(store: Store) -> None:
+    room_id = await new_room(store)
+    first = await store.append_entry("room:" + room_id, "}")
+    await store.remove_room(room_id, "room:" + room_id)
+    assert (await store.log_heads(["room:" + room_id]))[0].seq == 0
+    again = await store.append_entry("room:" + room_id, "}")
+    assert again.seq == 1 and again.epoch != first.epoch
+    other = await store.append_entry("other", "}")
+    assert other.epoch  # every log has one
+
+
+async def test_a_retried_append_reports_the_first_epoch(store: Store) -> None:
+    first = await store.append_once("log", "}", [], ONCE)
+    retry = await store.append_once("log", "}", [], ONCE)
+    assert first.epoch and retry.epoch == first.epoch and retry.seq == first.seq
+
+
+async def test_positions_move_forward_only(store: Store) -> None:
+    assert await store.positions("alice", "read", ["log", "other"]) == [None, None]
+    assert await store.move_position("alice", "log", "read", Position("e1", 5)) == Position(
+        "e1", 5
+    )
+    assert await store.move_position("alice", "log", "read", Position("e1", 3)) is None
+    assert await store.move_position("alice", "log", "read", Position("e1", 5)) is None
+    assert await store.positions("alice", "read", ["log"]) == [Position("e1", 5)]
+    assert await store.positions("alice", "received", ["log"]) == [None]  # kinds apart
+    assert await store.positions("bob", "read", ["log"]) == [None]  # users apart
+    # A new epoch replaces the position whatever its seq: the log started again.
+    assert await store.move_position("alice", "log", "read", Position("e2", 1)) is not None
+    assert await store.positions("alice", "read", ["log"]) == [Position("e2", 1)]
+    with pytest.raises(ValueError, match="kind"):
+        await store.move_position("alice", "log", "seen", Position("e1", 1))
+
+
+async def test_user_logs_newest_touch_first(store: Store) -> None:
+    await store.add_user_logs("alice", ["room:a", "user:bob"], 1_000)
+    await store.add_user_logs("alice", ["room:b"], 2_000)
+    await store.add_user_logs("alice", ["room:a"], 3_000)
+    assert await store.user_logs("alice", 10) == ["room:a", "room:b", "user:bob"]
+    assert await store.user_logs("alice", 2) == ["room:a", "room:b"]
+    await store.remove_user_log("alice", "room:b")
+    assert await store.user_logs("alice", 10) == ["room:a", "user:bob"]
+    assert await store.user_logs("bob", 10) == []
+
+
+async def test_statuses_of_many_users_at_once(store: Store) -> None:
+    await store.register_session("s1", ALICE, "n1")
+    await store.set_status("alice", "away")
+    await store.register_session("s2", BOB, "n1")
+    await store.drop_session("s2")
+    alice, bob, nobody = await store.user_statuses(["alice", "bob", "nobody"])
+    assert (alice.status, alice.sessions, alice.last_seen_ms) == ("away", 1, None)
+    assert (bob.status, bob.sessions) == (None, 0) and bob.last_seen_ms is not None
+    assert (nobody.status, nobody.sessions, nobody.last_seen_ms) == (None, 0, None)
+
+
 # -- RedisStore only ------------------------------------------------------------------------
 
 
@@ -682,8 +758,10 @@ async def test_bytes_replies_are_decoded(
     assert await store.list_rooms() == [RoomSummary(room_id, "bytes", 1)]
     assert await store.room_members(room_id) == [ALICE]
     assert await store.node_sessions("n1") == ["a1"]
-    await store.append("log", "}")
-    assert await store.history("log", before=None, since=None, limit=5) == ['{"seq":1}']
+    appended = await store.append_entry("log", "}")
+    expected = '{"seq":1,"epoch":"' + appended.epoch + '"}'
+    assert await store.history("log", before=None, since=None, limit=5) == [expected]
+    assert (await store.log_heads(["log"]))[0].epoch == appended.epoch
     assert await store.drop_session("a1") == [(room_id, ALICE)]
     await store.close()
 
