@@ -13,8 +13,9 @@ from server.wire import activity_tail
 from storage.base import Dedupe, Member
 
 from . import pushes
+from .clock import now_ms
 from .errors import BadRequest
-from .names import conversation_log, room_channel, room_log, user_channel
+from .names import conversation_log, log_ref, room_channel, room_log, user_channel
 from .rooms import get_room, require_admission
 
 MAX_HISTORY_LIMIT = 500
@@ -63,15 +64,20 @@ async def send(
     kind = object_type or ("group" if target.kind == "room" else "private")
     message = pushes.message(str(uuid.uuid4()), sender, target.kind, target.id, content, kind)
     tail = activity_tail(message)
-    if idempotency_key is None:
-        seq = await node.append_and_publish(log, tail, channels, pushes.MESSAGE_EVENT, skip)
-        return {"seq": seq, **message}
-    dedupe = Dedupe(f"{sender.id}\n{idempotency_key}", int(node.settings.idempotency_ttl * 1000))
-    appended = await node.append_once(log, tail, channels, pushes.MESSAGE_EVENT, skip, dedupe)
+    if target.kind == "user":
+        # Both users' conversation lists (gn_login, ``conversations``) show this one first.
+        at = now_ms()
+        await node.store.add_user_logs(sender.id, [log_ref("user", target.id)], at)
+        await node.store.add_user_logs(target.id, [log_ref("user", sender.id)], at)
+    dedupe = None
+    if idempotency_key is not None:
+        ttl_ms = int(node.settings.idempotency_ttl * 1000)
+        dedupe = Dedupe(f"{sender.id}\n{idempotency_key}", ttl_ms)
+    appended = await node.append_entry(log, tail, channels, pushes.MESSAGE_EVENT, skip, dedupe)
     if appended.original is not None:
         first: pushes.Activity = ujson.loads(appended.original)
         return first
-    return {"seq": appended.seq, **message}
+    return {"seq": appended.seq, "epoch": appended.epoch, **message}
 
 
 async def history(

@@ -21,6 +21,10 @@ ROOM_REMOVED_EVENT = "gn_room_removed"
 ROOM_RENAMED_EVENT = "gn_room_renamed"
 BROADCAST_EVENT = "gn_broadcast"
 SESSION_CLOSED_EVENT = "gn_session_closed"
+GAP_EVENT = "gn_gap"
+RESUME_EVENT = "gn_resume"
+MESSAGE_READ_EVENT = "gn_message_read"
+MESSAGE_RECEIVED_EVENT = "gn_message_received"
 
 
 def now_rfc3339() -> str:
@@ -70,6 +74,7 @@ def history_entry(message: Activity) -> Activity:
     return {
         "id": message.get("id"),
         "seq": message.get("seq"),
+        "epoch": message.get("epoch"),
         "content": message.get("object", {}).get("content"),
         "summary": sender.get("summary"),
         "published": message.get("published"),
@@ -172,3 +177,30 @@ def broadcast(content: str, kind: str, sender: Member | None) -> Activity:
 def session_closed(reason: str) -> Activity:
     """gn_session_closed: sent right before the server closes a session on purpose."""
     return {"verb": "disconnect", "published": now_rfc3339(), "object": {"content": reason}}
+
+
+def log_target(kind: str, target_id: str) -> Activity:
+    """A log as a target: a room, or the conversation with a user."""
+    return {"id": target_id, "objectType": kind}
+
+
+def gap(kind: str, target_id: str, first: int, last: int, epoch: str | None) -> Activity:
+    """gn_gap: messages ``first``..``last`` of the log cannot be replayed (trimmed)."""
+    return {"target": log_target(kind, target_id), "from": first, "to": last, "epoch": epoch}
+
+
+def resume_reply(outcomes: Iterable[Activity]) -> Activity:
+    """gn_resume: per log, what resuming it did."""
+    return {"verb": "resume", "object": {"objectType": "logs", "attachments": list(outcomes)}}
+
+
+def receipt(verb: str, reader: Member, kind: str, target_id: str, seq: int, epoch: str) -> Activity:
+    """gn_message_read / gn_message_received: ``reader`` has read (received) the log up
+    to ``seq``."""
+    return {
+        "verb": verb,
+        "actor": actor(reader),
+        "target": log_target(kind, target_id),
+        "object": {"seq": seq, "epoch": epoch},
+        "published": now_rfc3339(),
+    }

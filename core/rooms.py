@@ -17,9 +17,10 @@ from server.node import Node
 from storage.base import Member, Room, RoomNameTaken, RoomSummary
 
 from . import acl, pushes
+from .clock import now_ms
 from .control import leave_op
 from .errors import BadRequest, Conflict, Forbidden, NotFound
-from .names import room_channel, room_log
+from .names import log_ref, room_channel, room_log
 from .sessions import announce_joined, announce_left
 
 
@@ -69,8 +70,9 @@ async def list_all(node: Node) -> list[RoomSummary]:
     return await node.store.list_rooms()
 
 
-async def join(node: Node, session: Session, room_id: str) -> Joined:
-    """Put the session in the room; it receives everything published there from now on."""
+async def join(node: Node, session: Session, room_id: str, *, with_history: bool = True) -> Joined:
+    """Put the session in the room; it receives everything published there from now on.
+    The room joins the user's conversations (``core.conversations``) until they leave."""
     assert session.member is not None
     room = await get_room(node, room_id)
     require_admission(room, session.member, session.attributes)
@@ -84,9 +86,12 @@ async def join(node: Node, session: Session, room_id: str) -> Joined:
             await node.hub.unlisten(channel, session.sid)
         raise
     session.rooms.add(room.id)
-    entries = await node.store.history(
-        room_log(room.id), before=None, since=None, limit=node.settings.history_on_join
-    )
+    await node.store.add_user_logs(session.member.id, [log_ref("room", room.id)], now_ms())
+    entries = []
+    if with_history:
+        entries = await node.store.history(
+            room_log(room.id), before=None, since=None, limit=node.settings.history_on_join
+        )
     members = await node.store.room_members(room.id)
     if first_session:
         await announce_joined(node, session.member, room.id, session.sid)
@@ -100,7 +105,8 @@ async def leave(node: Node, session: Session, room_id: str) -> None:
     user_left = await node.store.leave_room(room_id, session.sid)
     session.rooms.discard(room_id)
     await node.hub.unlisten(room_channel(room_id), session.sid)
-    if user_left:
+    if user_left:  # their last session left: the room leaves their conversations
+        await node.store.remove_user_log(session.member.id, log_ref("room", room_id))
         await announce_left(node, session.member, room_id)
 
 

@@ -26,9 +26,17 @@ async def connect(node: Node, sid: str, eio_sid: str, token: str | None) -> Sess
 
 
 async def login(
-    node: Node, session: Session, claimed: Identity, token: str | None
+    node: Node,
+    session: Session,
+    claimed: Identity,
+    token: str | None,
+    *,
+    hold_user_channel: bool = False,
 ) -> tuple[Member, dict[str, str]]:
-    """Authenticate the session as a user; returns who it is and their attributes."""
+    """Authenticate the session as a user; returns who it is and their attributes.
+
+    ``hold_user_channel``: the user's direct messages are held back from the session
+    (``Hub.hold``) from the moment it listens, for a resume to release."""
     identity = node.auth.authenticate(claimed, token or session.token)
     assert identity.id is not None  # every authenticator guarantees an id
     if session.member is not None and session.member.id != identity.id:
@@ -38,7 +46,13 @@ async def login(
         )
     member = Member(identity.id, identity.name or identity.id)
     await node.store.register_session(session.sid, member, node.node_id)
-    await node.hub.listen(user_channel(member.id), session.sid)
+    if hold_user_channel:
+        node.hub.hold(user_channel(member.id), session.sid)
+    try:
+        await node.hub.listen(user_channel(member.id), session.sid)
+    except BaseException:
+        node.hub.release(user_channel(member.id), session.sid)
+        raise
     session.member = member
     session.attributes = dict(identity.attributes)
     return member, session.attributes

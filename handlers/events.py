@@ -9,7 +9,7 @@ from typing import Any
 from server.hub import Session
 from server.node import Node
 
-from . import messages, rooms, session
+from . import messages, resume, rooms, session
 
 Handler = Callable[[Node, Session, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
@@ -25,4 +25,5 @@ EVENTS: dict[str, Handler] = {
     "remove_room": rooms.remove_room,
     "message": messages.message,
     "history": messages.history,
+    "resume": resume.resume,
 }

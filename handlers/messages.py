@@ -20,6 +20,8 @@ from .validation import (
     utf8_size,
 )
 
+MAX_CLIENT_ID_CHARS = 200  # a client's own message id (object.id)
+
 
 def target(request: dict[str, Any]) -> Target:
     """The request's target: a room (the default) or a user."""
@@ -46,7 +48,12 @@ async def message(node: Node, session: Session, request: dict[str, Any]) -> push
     obj = required_object(request, "object")
     text = content(obj)
     object_type = optional_string(obj, "objectType", "object.")
-    return await messages.send(node, sender, to, text, object_type, from_session=session)
+    # ``object.id``: the client's own id for the message. A retry with the same id
+    # (its reply was lost) stores nothing new and gets the first message back.
+    client_id = optional_string(obj, "id", "object.", max_chars=MAX_CLIENT_ID_CHARS)
+    return await messages.send(
+        node, sender, to, text, object_type, from_session=session, idempotency_key=client_id
+    )
 
 
 async def history(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:

@@ -101,6 +101,8 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self._listeners: dict[str, set[str]] = {}  # channel -> sids
         self._subscribing: dict[str, asyncio.Future[None]] = {}  # channel -> in flight
+        # channel -> sid -> payloads held back from that listener (``hold``).
+        self._held: dict[str, dict[str, list[str]]] = {}
         self.stats = HubStats()
         self.on_control: Control = lambda op, channel, sids: None
 
@@ -160,6 +162,35 @@ class Hub:
     def channels(self) -> list[str]:
         return list(self._listeners)
 
+    # -- holding a listener back ---------------------------------------------------------
+
+    def hold(self, channel: str, sid: str) -> None:
+        """Keep what ``channel`` delivers to ``sid`` from now on until ``release``.
+
+        A resuming session is held while its missed messages are read back and written,
+        so that no newer live message of the same log can overtake them."""
+        self._held.setdefault(channel, {}).setdefault(sid, [])
+
+    def release(self, channel: str, sid: str) -> list[str]:
+        """Stop holding ``channel`` for ``sid``; returns the held payloads, oldest first.
+        The caller writes them (``write``) before it awaits anything, so that they go out
+        before whatever ``deliver`` writes next."""
+        held = self._held.get(channel)
+        if held is None:
+            return []
+        payloads = held.pop(sid, [])
+        if not held:
+            del self._held[channel]
+        return payloads
+
+    def write(self, session: Session, text: str) -> None:
+        """Write one socket.io packet text to a session, on the path ``deliver`` uses."""
+        link = self.links.get(session.eio_sid)
+        if link is not None:
+            link.write(engineio_message_frame(text))
+        else:
+            self._enqueue(session.eio_sid, eio_packet.Packet(eio_packet.MESSAGE, text))
+
     # -- fan-out -----------------------------------------------------------------------
 
     def deliver(self, channel: str, payload: str) -> None:
@@ -176,10 +207,14 @@ class Hub:
             targets = tuple(listeners)
         frame: bytes | None = None
         sessions, links = self.sessions, self.links
+        held = self._held.get(channel)
         delivered = 0
         # A copy: a write may drop a slow consumer, which changes the set.
         for sid in tuple(listeners):
             if sid == skip:
+                continue
+            if held is not None and sid in held:
+                held[sid].append(payload)
                 continue
             session = sessions.get(sid)
             if session is None:

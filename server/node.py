@@ -88,6 +88,23 @@ class Node:
         fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
         return await self.store.append(log_name, entry_tail, fanouts)
 
+    async def append_entry(
+        self,
+        log_name: str,
+        entry_tail: str,
+        channels: list[str],
+        event: str,
+        skip_sid: str = "",
+        dedupe: Dedupe | None = None,
+    ) -> Appended:
+        """``append_and_publish`` (or ``append_once`` with ``dedupe``), returning the seq
+        with the log's epoch."""
+        if dedupe is not None:
+            return await self.append_once(log_name, entry_tail, channels, event, skip_sid, dedupe)
+        head, tail = event_packet_parts(event)
+        fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
+        return await self.store.append_entry(log_name, entry_tail, fanouts)
+
     async def append_once(
         self,
         log_name: str,

@@ -308,7 +308,9 @@ class Store(Protocol):
         position of another epoch (the log started again) is replaced whatever its seq."""
         ...
 
-    async def positions(self, user_id: str, kind: str, logs: Sequence[str]) -> list[Position | None]:
+    async def positions(
+        self, user_id: str, kind: str, logs: Sequence[str]
+    ) -> list[Position | None]:
         """The user's ``kind`` position in each of ``logs`` (None: never set)."""
         ...
 

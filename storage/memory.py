@@ -389,7 +389,9 @@ class MemoryStore:
             if user is None:
                 found.append(UserStatus(user_id, None, 0, None))
             else:
-                found.append(UserStatus(user_id, user.status, len(user.sessions), user.last_seen_ms))
+                found.append(
+                    UserStatus(user_id, user.status, len(user.sessions), user.last_seen_ms)
+                )
         return found
 
     async def close(self) -> None:

@@ -593,7 +593,10 @@ async def test_user_presence_counts_sessions_rooms_and_last_seen(store: Store) -
     alice = await store.user_presence("alice")
     assert alice is not None
     assert (alice.name, alice.sessions, alice.rooms, alice.last_seen_ms) == (
-        "Alice", 2, [room_id], None
+        "Alice",
+        2,
+        [room_id],
+        None,
     )
     await store.drop_session("s1")
     alice = await store.user_presence("alice")
@@ -678,9 +681,7 @@ async def test_a_retried_append_reports_the_first_epoch(store: Store) -> None:
 
 async def test_positions_move_forward_only(store: Store) -> None:
     assert await store.positions("alice", "read", ["log", "other"]) == [None, None]
-    assert await store.move_position("alice", "log", "read", Position("e1", 5)) == Position(
-        "e1", 5
-    )
+    assert await store.move_position("alice", "log", "read", Position("e1", 5)) == Position("e1", 5)
     assert await store.move_position("alice", "log", "read", Position("e1", 3)) is None
     assert await store.move_position("alice", "log", "read", Position("e1", 5)) is None
     assert await store.positions("alice", "read", ["log"]) == [Position("e1", 5)]
