@@ -10,7 +10,7 @@ import ujson
 from server.hub import Session
 from server.node import Node
 from server.wire import activity_tail
-from storage.base import Dedupe, Member
+from storage.base import Dedupe, Member, Position
 
 from . import pushes
 from .clock import now_ms
@@ -65,10 +65,12 @@ async def send(
     message = pushes.message(str(uuid.uuid4()), sender, target.kind, target.id, content, kind)
     tail = activity_tail(message)
     if target.kind == "user":
-        # Both users' conversation lists (gn_login, ``conversations``) show this one first.
+        # The recipient's conversation list shows this one first, and the sender's when
+        # a user sent it (a backend's notifier is no user: it keeps no list).
         at = now_ms()
-        await node.store.add_user_logs(sender.id, [log_ref("user", target.id)], at)
         await node.store.add_user_logs(target.id, [log_ref("user", sender.id)], at)
+        if from_session is not None:
+            await node.store.add_user_logs(sender.id, [log_ref("user", target.id)], at)
     dedupe = None
     if idempotency_key is not None:
         ttl_ms = int(node.settings.idempotency_ttl * 1000)
@@ -77,6 +79,10 @@ async def send(
     if appended.original is not None:
         first: pushes.Activity = ujson.loads(appended.original)
         return first
+    if from_session is not None:
+        # One's own message is read: it does not count as unread for the sender.
+        position = Position(appended.epoch, appended.seq)
+        await node.store.move_position(sender.id, log, "read", position)
     return {"seq": appended.seq, "epoch": appended.epoch, **message}
 
 

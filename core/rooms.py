@@ -22,6 +22,8 @@ from .control import leave_op
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .names import log_ref, room_channel, room_log
 from .sessions import announce_joined, announce_left
+from .status import invisible_ids, visible_members
+from .visibility import sees_invisible
 
 
 @dataclass(frozen=True)
@@ -93,8 +95,11 @@ async def join(node: Node, session: Session, room_id: str, *, with_history: bool
             room_log(room.id), before=None, since=None, limit=node.settings.history_on_join
         )
     members = await node.store.room_members(room.id)
-    if first_session:
+    hidden = await invisible_ids(node, [m.id for m in members])
+    if first_session and session.member.id not in hidden:
         await announce_joined(node, session.member, room.id, session.sid)
+    if not sees_invisible(session):
+        members = [m for m in members if m.id not in hidden or m.id == session.member.id]
     return Joined(room, [ujson.loads(e) for e in entries], members)
 
 
@@ -107,7 +112,8 @@ async def leave(node: Node, session: Session, room_id: str) -> None:
     await node.hub.unlisten(room_channel(room_id), session.sid)
     if user_left:  # their last session left: the room leaves their conversations
         await node.store.remove_user_log(session.member.id, log_ref("room", room_id))
-        await announce_left(node, session.member, room_id)
+        if not await invisible_ids(node, [session.member.id]):
+            await announce_left(node, session.member, room_id)
 
 
 async def members(node: Node, room_id: str, viewer: Session | None) -> list[Member]:
@@ -116,7 +122,7 @@ async def members(node: Node, room_id: str, viewer: Session | None) -> list[Memb
     if viewer is not None:
         assert viewer.member is not None
         require_admission(room, viewer.member, viewer.attributes)
-    return await node.store.room_members(room.id)
+    return await visible_members(node, await node.store.room_members(room.id), viewer)
 
 
 async def set_acl(node: Node, room_id: str, rules: Mapping[str, str], by: Member | None) -> None:

@@ -55,6 +55,7 @@ async def login(
         raise
     session.member = member
     session.attributes = dict(identity.attributes)
+    session.may_be_invisible = identity.may_be_invisible
     return member, session.attributes
 
 
@@ -76,8 +77,15 @@ async def disconnect(node: Node, session: Session) -> None:
 
 
 async def drop(node: Node, sid: str) -> None:
-    """Remove a session cluster-wide and tell each room its user left entirely."""
-    for room_id, member in await node.store.drop_session(sid):
+    """Remove a session cluster-wide and tell each room its user left entirely (unless
+    the user is invisible: nobody saw them come either)."""
+    left = await node.store.drop_session(sid)
+    if not left:
+        return
+    [user] = await node.store.user_statuses([left[0][1].id])
+    if user.status == "invisible":
+        return
+    for room_id, member in left:
         await announce_left(node, member, room_id)
 
 
@@ -97,8 +105,10 @@ async def register_again(node: Node) -> None:
         if session.member is None:
             continue
         await node.store.register_session(session.sid, session.member, node.node_id)
+        [user] = await node.store.user_statuses([session.member.id])
         for room_id in list(session.rooms):
-            if await node.store.join_room(room_id, session.sid):
+            joined = await node.store.join_room(room_id, session.sid)
+            if joined and user.status != "invisible":
                 await announce_joined(node, session.member, room_id, session.sid)
 
 

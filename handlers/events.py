@@ -9,7 +9,7 @@ from typing import Any
 from server.hub import Session
 from server.node import Node
 
-from . import messages, resume, rooms, session
+from . import messages, receipts, resume, rooms, session, status
 
 Handler = Callable[[Node, Session, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
@@ -26,4 +26,9 @@ EVENTS: dict[str, Handler] = {
     "message": messages.message,
     "history": messages.history,
     "resume": resume.resume,
+    "read": receipts.read,
+    "received": receipts.received,
+    "conversations": status.list_conversations,
+    "status": status.set_status,
+    "get_status": status.get_status,
 }

@@ -52,7 +52,14 @@ async def message(node: Node, session: Session, request: dict[str, Any]) -> push
     # (its reply was lost) stores nothing new and gets the first message back.
     client_id = optional_string(obj, "id", "object.", max_chars=MAX_CLIENT_ID_CHARS)
     return await messages.send(
-        node, sender, to, text, object_type, from_session=session, idempotency_key=client_id
+        node,
+        sender,
+        to,
+        text,
+        object_type,
+        from_session=session,
+        # Scoped apart from the HTTP API's "api:" keys.
+        idempotency_key=None if client_id is None else "client:" + client_id,
     )
 
 

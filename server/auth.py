@@ -6,6 +6,7 @@ only a token signed with the shared secret, whose claims win over what the clien
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +20,7 @@ class Identity:
     id: str | None
     name: str | None
     attributes: dict[str, str] = field(default_factory=dict)
+    may_be_invisible: bool = False  # whether the user may set the status "invisible"
 
 
 class Authenticator(Protocol):
@@ -33,12 +35,14 @@ class OpenAuth:
     def authenticate(self, claimed: Identity, token: str | None) -> Identity:
         if claimed.id is None:
             raise BadRequest("actor.id is required")
-        return claimed
+        # Anyone may be anyone here, so anyone may be invisible too.
+        return dataclasses.replace(claimed, may_be_invisible=True)
 
 
 class JwtAuth:
     """HS256 tokens: ``sub`` is the user id, ``name`` the display name, ``attributes``
-    an object of user attributes. Expiry (``exp``) is enforced when present."""
+    an object of user attributes, ``invisible: true`` lets the user be invisible.
+    Expiry (``exp``) is enforced when present."""
 
     def __init__(self, secret: str) -> None:
         self._secret = secret
@@ -69,7 +73,12 @@ class JwtAuth:
                     if isinstance(v, (str, int, float))
                 }
             )
-        return Identity(user_id, name if isinstance(name, str) and name else user_id, attributes)
+        return Identity(
+            user_id,
+            name if isinstance(name, str) and name else user_id,
+            attributes,
+            may_be_invisible=claims.get("invisible") is True,
+        )
 
 
 def make_authenticator(kind: str, secret: str) -> Authenticator:

@@ -225,3 +225,47 @@ async def test_a_retried_send_with_the_same_client_id_is_stored_once(
     assert ok(await alice.call("message", dm)) == ok(await alice.call("message", dm))
     bad = await alice.call("message", {**request, "object": {"content": "y", "id": "x" * 201}})
     assert bad["status_code"] == 400 and "object.id" in bad["data"]
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+async def test_resume_on_another_node_replays_in_order(node_factory: Any) -> None:
+    first, second = await node_factory(), await node_factory()
+    alice = await first.client(user="alice")
+    room_id = await alice.create("lobby")
+    ok(await alice.join(room_id))
+    sent = [ok(await alice.say(room_id, f"m{i}")) for i in range(15)]
+    dms = [ok(await alice.tell("bob", f"d{i}")) for i in range(5)]
+    bob = await second.client()
+
+    async def keep_talking() -> None:
+        for i in range(15):
+            ok(await alice.say(room_id, f"live {i}"))
+            ok(await alice.tell("bob", f"live dm {i}"))
+
+    talking = asyncio.create_task(keep_talking())
+    logs = [log("room", room_id, 5, sent[0]["epoch"]), log("user", "alice", 1, dms[0]["epoch"])]
+    request = {"actor": {"id": "bob"}, "object": {"attachments": logs}}
+    ok(await bob.call("login", request))
+    bob.user = "bob"
+    await talking
+    await bob.wait_for("message", lambda m: m["object"]["content"] == "live dm 14")
+    await bob.wait_for("message", lambda m: m["object"]["content"] == "live 14")
+    room_seqs = [m["seq"] for m in bob.events("message") if m["target"]["id"] == room_id]
+    dm_seqs = [m["seq"] for m in bob.events("message") if m["target"]["id"] == "bob"]
+    assert room_seqs == list(range(6, 31))
+    assert dm_seqs == list(range(2, 21))
+
+
+@pytest.mark.parametrize("backend", ["memory"])
+async def test_a_restarted_memory_node_starts_new_epochs(node_factory: Any) -> None:
+    before = await node_factory()
+    alice = await before.client(user="alice")
+    old = ok(await alice.tell("bob", "before the restart"))
+    after = await node_factory()  # another in-memory store: what a restart gives
+    carol = await after.client(user="carol")
+    new = ok(await carol.tell("bob", "after"))
+    assert new["seq"] == old["seq"] == 1 and new["epoch"] != old["epoch"]
+    bob = await after.client(user="bob")
+    [outcome] = await resume(bob, log("user", "carol", 1, old["epoch"]))
+    assert outcome["status"] == "reset" and outcome["epoch"] == new["epoch"]
+    assert [m["object"]["content"] for m in bob.events("message")] == ["after"]
