@@ -162,6 +162,12 @@ SCHEMAS: dict[str, Schema] = {
                 "format": "date-time",
                 "description": "when the user's last session ended; null if never",
             },
+            "status": {
+                "type": "string",
+                "enum": ["online", "away", "invisible", "offline"],
+                "description": "the status the user set (offline without sessions); "
+                "GET only",
+            },
         },
     },
 }
