@@ -17,7 +17,6 @@ from engineio import packet as eio_packet
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from core.names import room_log, room_of_channel
 from storage.base import Appended, Dedupe, Fanout, Store
 from storage.keys import KeySchema
 from storage.memory import MemoryStore
@@ -158,8 +157,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         keys = KeySchema(settings.redis_prefix)
         redis_store = store = RedisStore(client, keys, settings.history_size)
 
-        async def read_missed(channel: str, since: int) -> list[str]:
-            log_name = room_log(room_of_channel(channel))
+        async def read_missed(log_name: str, since: int) -> list[str]:
             return await redis_store.history(log_name, before=None, since=since, limit=MAX_REPAIR)
 
         hub.broker = RedisBroker(client, keys, hub.deliver, read_missed, outage)
