@@ -180,6 +180,8 @@ def run_one(
 
 # -- BENCHMARKS.md -----------------------------------------------------------
 
+HAND_RUN_MARK = "<!-- hand-run results: kept when this file is regenerated -->"
+
 
 def machine() -> list[str]:
     model = "unknown"
@@ -394,7 +396,10 @@ def main() -> int:
                 results.setdefault(sc.name, []).append(old)
     for rows in results.values():
         rows.sort(key=lambda r: TARGETS.index(r["bench"]["target"]))
-    Path(args.out).write_text(markdown(results, args.quick) + "\n")
+    out = Path(args.out)
+    # Results of hand-run scripts (the chaos run) follow HAND_RUN_MARK and are kept.
+    kept = out.read_text().partition(HAND_RUN_MARK)[1:] if out.exists() else ("", "")
+    out.write_text(markdown(results, args.quick) + "\n" + "".join(kept))
     print(f"\nwrote {args.out}")
     return 1 if failed else 0
 
