@@ -14,6 +14,7 @@ from storage.base import Member, Room
 
 Activity = dict[str, Any]
 
+CONNECT_EVENT = "gn_connect"
 MESSAGE_EVENT = "message"
 USER_JOINED_EVENT = "gn_user_joined"
 USER_LEFT_EVENT = "gn_user_left"
@@ -21,6 +22,11 @@ ROOM_REMOVED_EVENT = "gn_room_removed"
 ROOM_RENAMED_EVENT = "gn_room_renamed"
 BROADCAST_EVENT = "gn_broadcast"
 SESSION_CLOSED_EVENT = "gn_session_closed"
+
+
+def connected() -> Activity:
+    """gn_connect: pushed right after the socket.io connection is made."""
+    return {"status_code": 200}
 
 
 def now_rfc3339() -> str:
