@@ -13,11 +13,11 @@ from .rooms import logged_in
 from .validation import (
     MAX_ID_CHARS,
     BadRequest,
+    message_content,
     optional_int,
     optional_string,
     required_object,
     required_string,
-    utf8_size,
 )
 
 MAX_CLIENT_ID_CHARS = 200  # a client's own message id (object.id)
@@ -32,21 +32,11 @@ def target(request: dict[str, Any]) -> Target:
     return Target(kind, required_string(obj, "id", "target.", max_chars=MAX_ID_CHARS))
 
 
-def content(obj: dict[str, Any]) -> str:
-    text = obj.get("content")
-    if not isinstance(text, str):
-        raise BadRequest("object.content must be a string")
-    if not text.strip():
-        raise BadRequest("object.content must not be empty")
-    utf8_size(text, "object.content")
-    return text
-
-
 async def message(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:
     sender = logged_in(session)
     to = target(request)
     obj = required_object(request, "object")
-    text = content(obj)
+    text = message_content(obj)
     object_type = optional_string(obj, "objectType", "object.")
     # ``object.id``: the client's own id for the message. A retry with the same id
     # (its reply was lost) stores nothing new and gets the first message back.
