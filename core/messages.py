@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 
@@ -68,9 +69,10 @@ async def send(
         # The recipient's conversation list shows this one first, and the sender's when
         # a user sent it (a backend's notifier is no user: it keeps no list).
         at = now_ms()
-        await node.store.add_user_logs(target.id, [log_ref("user", sender.id)], at)
+        touches = [node.store.add_user_logs(target.id, [log_ref("user", sender.id)], at)]
         if from_session is not None:
-            await node.store.add_user_logs(sender.id, [log_ref("user", target.id)], at)
+            touches.append(node.store.add_user_logs(sender.id, [log_ref("user", target.id)], at))
+        await asyncio.gather(*touches)
     dedupe = None
     if idempotency_key is not None:
         ttl_ms = int(node.settings.idempotency_ttl * 1000)
