@@ -82,8 +82,7 @@ async def drop(node: Node, sid: str) -> None:
     left = await node.store.drop_session(sid)
     if not left:
         return
-    [user] = await node.store.user_statuses([left[0][1].id])
-    if user.status == "invisible":
+    if await node.store.invisible_among([left[0][1].id]):
         return
     for room_id, member in left:
         await announce_left(node, member, room_id)
@@ -105,10 +104,10 @@ async def register_again(node: Node) -> None:
         if session.member is None:
             continue
         await node.store.register_session(session.sid, session.member, node.node_id)
-        [user] = await node.store.user_statuses([session.member.id])
+        hidden = await node.store.invisible_among([session.member.id])
         for room_id in list(session.rooms):
             joined = await node.store.join_room(room_id, session.sid)
-            if joined and user.status != "invisible":
+            if joined and not hidden:
                 await announce_joined(node, session.member, room_id, session.sid)
 
 

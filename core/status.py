@@ -53,7 +53,7 @@ async def get(node: Node, user_ids: Sequence[str], viewer: Session | None) -> li
 async def invisible_ids(node: Node, user_ids: Sequence[str]) -> set[str]:
     if not user_ids:
         return set()
-    return {u.id for u in await node.store.user_statuses(user_ids) if u.status == INVISIBLE}
+    return await node.store.invisible_among(user_ids)
 
 
 async def visible_members(

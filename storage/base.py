@@ -328,7 +328,12 @@ class Store(Protocol):
         ...
 
     async def set_status(self, user_id: str, status: str) -> None:
-        """Store the status the user chose (kept across sessions)."""
+        """Store the status the user chose (kept across sessions). The status
+        ``invisible`` also puts the user in the set ``invisible_among`` reads."""
+        ...
+
+    async def invisible_among(self, user_ids: Sequence[str]) -> set[str]:
+        """Which of ``user_ids`` are invisible, in one store command however many."""
         ...
 
     async def user_statuses(self, user_ids: Sequence[str]) -> list[UserStatus]:

@@ -92,6 +92,10 @@ class KeySchema:
         """zset: ``room:<id>`` / ``user:<id>`` the user takes part in, score = last touch ms."""
         return f"{self.prefix}user:{user_id}:logs"
 
+    def invisible_users(self) -> str:
+        """set: ids of the users whose status is ``invisible`` (one lookup per member list)."""
+        return f"{self.prefix}invisible_users"
+
     # -- nodes -------------------------------------------------------------------------
 
     def nodes(self) -> str:

@@ -382,6 +382,12 @@ class MemoryStore:
     async def set_status(self, user_id: str, status: str) -> None:
         self._users.setdefault(user_id, _User(user_id)).status = status
 
+    async def invisible_among(self, user_ids: Sequence[str]) -> set[str]:
+        users = self._users
+        return {
+            uid for uid in user_ids if uid in users and users[uid].status == "invisible"
+        }
+
     async def user_statuses(self, user_ids: Sequence[str]) -> list[UserStatus]:
         found = []
         for user_id in user_ids:

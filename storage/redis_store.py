@@ -731,7 +731,21 @@ class RedisStore:
 
     @_unavailable_as_store_error
     async def set_status(self, user_id: str, status: str) -> None:
-        await self._redis.hset(self._keys.user_info(user_id), "status", status)
+        # Two keys (a user's own, and the one set): not atomic, but a retry repairs it.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(self._keys.user_info(user_id), "status", status)
+        if status == "invisible":
+            pipe.sadd(self._keys.invisible_users(), user_id)
+        else:
+            pipe.srem(self._keys.invisible_users(), user_id)
+        await pipe.execute()
+
+    @_unavailable_as_store_error
+    async def invisible_among(self, user_ids: Sequence[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        flags = await self._redis.smismember(self._keys.invisible_users(), list(user_ids))
+        return {uid for uid, flag in zip(user_ids, flags, strict=True) if int(flag)}
 
     @_unavailable_as_store_error
     async def user_statuses(self, user_ids: Sequence[str]) -> list[UserStatus]:

@@ -710,9 +710,16 @@ async def test_statuses_of_many_users_at_once(store: Store) -> None:
     await store.set_status("alice", "away")
     await store.register_session("s2", BOB, "n1")
     await store.drop_session("s2")
+    assert await store.invisible_among(["alice", "bob"]) == set()
+    await store.set_status("bob", "invisible")
+    assert await store.invisible_among(["alice", "bob", "nobody"]) == {"bob"}
+    assert await store.invisible_among([]) == set()
+    await store.set_status("bob", "away")
+    assert await store.invisible_among(["bob"]) == set()
+    await store.set_status("bob", "online")
     alice, bob, nobody = await store.user_statuses(["alice", "bob", "nobody"])
     assert (alice.status, alice.sessions, alice.last_seen_ms) == ("away", 1, None)
-    assert (bob.status, bob.sessions) == (None, 0) and bob.last_seen_ms is not None
+    assert (bob.status, bob.sessions) == ("online", 0) and bob.last_seen_ms is not None
     assert (nobody.status, nobody.sessions, nobody.last_seen_ms) == (None, 0, None)
 
 
