@@ -200,3 +200,20 @@ async def test_invisible_needs_the_token_claim_under_jwt(node_factory: Any) -> N
     ghost = await node.client(auth={"token": token})
     ok(await ghost.call("login", {}))
     assert ok(await ghost.call("status", {"verb": "invisible"})) == {"verb": "invisible"}
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+async def test_receipts_unread_and_status_across_nodes(node_factory: Any) -> None:
+    first, second = await node_factory(), await node_factory()
+    alice = await first.client(user="alice")
+    for i in range(3):
+        ok(await alice.tell("bob", f"while you were away {i}"))
+    bob = await second.client(user="bob")
+    [conversation] = (await conversations(bob))["attachments"]
+    assert (conversation["id"], conversation["unread"]) == ("alice", 3)
+    ok(await mark(bob, "read", user("alice"), 3))
+    [receipt] = await alice.wait_for("gn_message_read")
+    assert (receipt["actor"]["id"], receipt["object"]["seq"]) == ("bob", 3)
+    assert (await conversations(bob))["attachments"][0]["unread"] == 0
+    ok(await bob.call("status", {"verb": "away"}))
+    assert (await statuses(alice, "bob"))["bob"]["status"] == "away"
