@@ -81,7 +81,6 @@ class RedisBroker:
         self._keys = keys
         self.guard = SequenceGuard(deliver, read_missed)
         self._outage = outage
-        self._prefix_len = len(keys.channel(""))
         self._pubsub = client.pubsub()
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._subscribed = asyncio.Event()
@@ -155,7 +154,7 @@ class RedisBroker:
             return
         if kind == "message" and isinstance(data, str):
             try:
-                self.guard.deliver(name[self._prefix_len :], data)
+                self.guard.deliver(self._keys.channel_name(name), data)
             except Exception:
                 log.exception("delivering a message on %s failed", name)
         elif kind == "subscribe":
@@ -163,7 +162,7 @@ class RedisBroker:
             if not waiters:
                 # Nobody asked: redis-py resubscribed after a reconnect. Whatever was
                 # published meanwhile is in the logs.
-                self.guard.resubscribed(name[self._prefix_len :])
+                self.guard.resubscribed(self._keys.channel_name(name))
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)

@@ -31,7 +31,7 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     server.add_sockets(sockets)
     if settings.auth == "open":
         log.warning("--auth open: any client may log in as any user; use --auth jwt in production")
-    where = settings.redis_url if settings.redis_url else "in-memory store, single node"
+    where = settings.redis_cluster_nodes or settings.redis_url or "in-memory store, single node"
     # 0.0.0.0 is where it listens, not an address to open: name one a browser can use.
     browse = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
     log.info(
