@@ -6,6 +6,7 @@ a test can run several nodes in one process.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
@@ -22,7 +23,12 @@ from .broker import RedisBroker
 from .gaps import MAX_REPAIR
 from .hub import Hub, Session, room_log, room_of_channel
 from .outage import OutageLog
-from .redis_clients import cluster_client, parse_cluster_nodes, single_server_client
+from .redis_clients import (
+    CLUSTER_START_ERRORS,
+    cluster_client,
+    parse_cluster_nodes,
+    single_server_client,
+)
 from .settings import Settings
 from .sharded_broker import ShardedRedisBroker
 from .transport import DinoSocketServer, create_socket_server
@@ -91,6 +97,12 @@ async def create_node(settings: Settings, node_id: str) -> Node:
             if settings.backend == "redis-cluster"
             else single_server_client(cluster_nodes)
         )
+        if isinstance(client, RedisCluster):
+            # Learn the slot map now: left to the first commands, concurrent ones race
+            # to initialise and can close connections another is using (redis-py 8.1).
+            # Unreachable: the node starts anyway and serves 500s until the cluster is up.
+            with contextlib.suppress(*CLUSTER_START_ERRORS):
+                await client.initialize()
         redis_store = store = RedisStore(client, keys, settings.history_size)
 
         async def read_missed(channel: str, since: int) -> list[str]:

@@ -13,8 +13,11 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.exceptions import RedisClusterException, RedisError
 
 CLUSTER_SCHEME = "redis+cluster"
+# What RedisCluster.initialize raises when no startup node answers (yet).
+CLUSTER_START_ERRORS = (RedisError, RedisClusterException, OSError)
 
 
 def parse_cluster_nodes(text: str) -> list[tuple[str, int]]:

@@ -49,10 +49,9 @@ _CREATE_ROOM_INFO = """
 local name = redis.call('HGET', KEYS[1], 'name')
 if name then
   -- The same create again (a retry after a lost reply) goes on to claim the name.
-  if name == ARGV[1] and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
-    return 'exists'
-  end
-  return 'id_in_use'
+  if name ~= ARGV[1] then return 'id_in_use' end
+  if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 'exists' end
+  return 'taken'  -- this very room, created by someone else
 end
 local t = redis.call('TIME')
 local created = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
@@ -296,6 +295,8 @@ class RedisStore:
         )
         if info_outcome == "id_in_use":
             raise ValueError(f"room id {room_id!r} is in use under another name")
+        if info_outcome == "taken":
+            raise RoomNameTaken(name)
         claim = _text(
             await self._claim_room_name(keys=[k.rooms(), k.room_names()], args=[room_id, name])
         )
