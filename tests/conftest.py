@@ -1,4 +1,7 @@
-"""Fixtures shared by every test module (see ``tests/redis_fixture.py``)."""
+"""Fixtures shared by every test module (see ``tests/redis_fixture.py`` and
+``tests/redis_cluster_fixture.py``)."""
+
+import pytest
 
 from tests.redis_cluster_fixture import (
     redis_cluster,
@@ -15,3 +18,22 @@ __all__ = [
     "redis_cluster_processes",
     "redis_url",
 ]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Node tests run on the Redis Cluster over websocket only.
+
+    The transports are the same code on every store, and the store is the same code
+    whatever the transport: the cluster adds what only it can break (slots, sharded
+    pub/sub) and the websocket cases cover that, at a third of the time."""
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        on_cluster = params.get("backend") == "cluster"
+        if on_cluster and params.get("transport", "websocket") != "websocket":
+            drop.append(item)
+        else:
+            keep.append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
