@@ -28,6 +28,7 @@ import redis
 import redis.exceptions
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.retry import Retry
 
 # A node silent this long is failed over. Long enough that a loaded test machine does not
@@ -103,7 +104,7 @@ class RedisClusterProcesses:
 
     def master_of(self, key: str) -> int:
         """The port of the master serving ``key``'s slot now."""
-        slot = _client(self.ports[0]).cluster("keyslot", key)
+        slot = key_slot(key.encode())
         for port in self.processes:
             try:
                 shards = _client(port).cluster("slots")
@@ -189,6 +190,9 @@ def redis_cluster_processes() -> Iterator[RedisClusterProcesses]:
 @pytest.fixture
 def redis_cluster(redis_cluster_processes: RedisClusterProcesses) -> RedisClusterProcesses:
     """The session's cluster, healthy again after whatever the previous test did."""
+    for port in redis_cluster_processes.ports:
+        if port not in redis_cluster_processes.processes:  # killed by a test that failed
+            redis_cluster_processes.start(port)
     redis_cluster_processes.wait_healthy()
     return redis_cluster_processes
 
@@ -218,8 +222,13 @@ async def cluster_client_under(nodes: str, prefix: str) -> AsyncIterator[RedisCl
     try:
         yield client
     finally:
-        await delete_prefix_on_cluster(client, prefix)
         await client.aclose()
+        # A fresh client: after a failover test the first one's connections are stale.
+        cleaner = cluster_client(nodes)
+        try:
+            await delete_prefix_on_cluster(cleaner, prefix)
+        finally:
+            await cleaner.aclose()
 
 
 @pytest_asyncio.fixture
