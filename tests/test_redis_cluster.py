@@ -120,7 +120,7 @@ async def test_a_room_channel_lives_only_on_its_shard(
 ) -> None:
     """Sharded pub/sub: a room's channel is subscribed on its own master, nowhere else,
     and only by the nodes that have members in the room."""
-    a, b = two_nodes
+    a, _ = two_nodes
     alice = await a.client(user="alice")
     room = await alice.create("only on a")
     await alice.join(room)
