@@ -115,9 +115,25 @@ class RedisClusterProcesses:
                     return int(master[1])
         raise AssertionError(f"no master serves slot {slot}")
 
-    def replicas(self, master_port: int) -> list[int]:
-        info = _client(master_port).info("replication")
-        return [int(v["port"]) for k, v in info.items() if k.startswith("slave")]
+    def masters(self) -> list[int]:
+        return [p for p in self.processes if _client(p).info("replication")["role"] == "master"]
+
+    def move_slot_of(self, key: str, target: int) -> None:
+        """Reshard: move ``key``'s slot, with its keys, to the master on port ``target``
+        (the steps ``redis-cli --cluster reshard`` takes for each slot)."""
+        slot = key_slot(key.encode())
+        source = self.master_of(key)
+        src, dst = _client(source), _client(target)
+        src_id, dst_id = (
+            src.execute_command("CLUSTER", "MYID"),
+            dst.execute_command("CLUSTER", "MYID"),
+        )
+        dst.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src_id)
+        src.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst_id)
+        while keys := src.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 100):
+            src.execute_command("MIGRATE", "127.0.0.1", target, "", 0, 5000, "KEYS", *keys)
+        for port in [target, source, *(p for p in self.masters() if p not in (source, target))]:
+            _client(port).execute_command("CLUSTER", "SETSLOT", slot, "NODE", dst_id)
 
     def wait_healthy(self) -> None:
         """Every node answers and sees the cluster ok, with all replicas connected."""

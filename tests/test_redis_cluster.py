@@ -20,7 +20,8 @@ import pytest
 import pytest_asyncio
 import redis
 
-from server.settings import Settings
+from server.redis_clients import parse_cluster_nodes
+from server.settings import Settings, parse_settings
 from storage.keys import KeySchema
 from tests.node_fixtures import ChatClient, RunningNode, start_node
 from tests.redis_cluster_fixture import RedisClusterProcesses
@@ -179,6 +180,38 @@ async def test_a_master_failover_loses_and_repeats_no_acknowledged_message(
     redis_cluster.wait_healthy()
 
 
+async def test_a_resharded_room_keeps_its_order(
+    redis_cluster: RedisClusterProcesses,
+    two_nodes: tuple[RunningNode, RunningNode],
+    key_prefix: str,
+) -> None:
+    """Moving a room's slot to another master (resharding) unsubscribes the nodes from
+    its channel; they subscribe on the new master and carry on, nothing lost or repeated."""
+    a, b = two_nodes
+    sender = await a.client(user="sender")
+    members = [await a.client(user="m1"), await b.client(user="m2")]
+    room = await sender.create("moving")
+    for client in (sender, *members):
+        assert (await client.join(room))["status_code"] == 200
+    keys = KeySchema(key_prefix)
+
+    async def send(count: int) -> None:
+        for i in range(count):
+            reply = await sender.say(room, f"m {i}")
+            assert reply["status_code"] == 200, reply
+
+    await send(20)
+    source = redis_cluster.master_of(keys.log("room:" + room))
+    target = next(port for port in redis_cluster.masters() if port != source)
+    redis_cluster.move_slot_of(keys.log("room:" + room), target)
+    assert redis_cluster.master_of(keys.channel("room:" + room)) == target
+    await send(20)
+    for client in members:
+        await wait_until(lambda: len(room_seqs(client, room)) >= 40, "40 messages")  # noqa: B023
+        await client.settle()
+        assert room_seqs(client, room) == list(range(1, 41)), client.user
+
+
 def test_run_py_serves_on_a_redis_cluster(
     redis_cluster: RedisClusterProcesses, key_prefix: str
 ) -> None:
@@ -201,3 +234,25 @@ def test_run_py_serves_on_a_redis_cluster(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+# -- settings ---------------------------------------------------------------------------
+
+
+def test_cluster_settings_and_their_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    flags = parse_settings(["--redis-cluster-nodes", "10.0.0.1:7000, 10.0.0.2:7001"], {})
+    assert flags.backend == "redis-cluster"
+    url = parse_settings([], {"DINO_REDIS_URL": "redis+cluster://10.0.0.1:7000,10.0.0.2:7001"})
+    assert url.backend == "redis-cluster"
+    assert parse_cluster_nodes("redis+cluster://h1:7000,h2:7001/") == [("h1", 7000), ("h2", 7001)]
+    bad = [
+        (["--redis-cluster-nodes", "h1"], "expected host:port"),
+        (["--redis-cluster-nodes", "h1:99999"], "expected host:port"),
+        (["--redis-url", "redis+cluster://h1:x"], "expected host:port"),
+        (["--redis-url", "redis://h", "--redis-cluster-nodes", "h:1"], "not both"),
+        (["--redis-prefix", "a{b}:"], "must not contain"),
+    ]
+    for argv, message in bad:
+        with pytest.raises(SystemExit):
+            parse_settings(argv, {})
+        assert message in capsys.readouterr().err
