@@ -60,6 +60,18 @@ class MemoryBroker:
         pass
 
 
+async def connect_once(pubsub: aioredis.client.PubSub, lock: asyncio.Lock) -> None:
+    """Open ``pubsub``'s connection before the first (un)subscribe.
+
+    redis-py's PubSub opens its connection lazily in each command, so concurrent first
+    subscriptions (a burst of logins) could each open one, and every one but the last
+    would be lost with its confirmation."""
+    if pubsub.connection is None:
+        async with lock:
+            if pubsub.connection is None:
+                await pubsub.connect()  # type: ignore[no-untyped-call]
+
+
 class RedisBroker:
     """Redis pub/sub on one dedicated connection, read by one task.
 
@@ -84,6 +96,7 @@ class RedisBroker:
         self._pubsub = client.pubsub()
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._subscribed = asyncio.Event()
+        self._connecting = asyncio.Lock()
         self._reader = asyncio.create_task(self._read_forever())
 
     async def subscribe(self, channel: str) -> None:
@@ -91,6 +104,7 @@ class RedisBroker:
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmations.setdefault(name, []).append(confirmed)
         try:
+            await connect_once(self._pubsub, self._connecting)
             await self._pubsub.subscribe(name)
             self._subscribed.set()
             # The reader resolves this when Redis confirms; only then are publications

@@ -33,7 +33,7 @@ from redis.exceptions import RedisClusterException, RedisError
 from storage.base import StoreUnavailable
 from storage.keys import KeySchema
 
-from .broker import Deliver
+from .broker import Deliver, connect_once
 from .gaps import ReadMissed, SequenceGuard
 from .outage import OutageLog
 
@@ -62,10 +62,12 @@ class _Shard:
         self._on_message = on_message
         self._on_lost = on_lost
         self._subscribed = asyncio.Event()
+        self._connecting = asyncio.Lock()
         self._reader = asyncio.create_task(self._read_forever(), name=f"shard {name}")
 
     async def subscribe(self, channel: str) -> None:
         self.channels.add(channel)
+        await connect_once(self._pubsub, self._connecting)
         await self._pubsub.ssubscribe(channel)
         self._subscribed.set()
 

@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -59,7 +59,7 @@ def _free_cluster_ports(count: int) -> list[int]:
             ports.append(port)
         port = 20000 + (port - 20000 + 1) % 35000
         if port == start:
-            pytest.fail("no free port pairs (port, port + 10000) for a Redis Cluster")
+            raise ClusterStartError("no free port pairs (port, port + 10000) for a Redis Cluster")
     return ports
 
 
@@ -88,7 +88,9 @@ class RedisClusterProcesses:
         """Start the node on ``port`` (again): its nodes.conf remembers the cluster."""
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.fail("the Redis Cluster tests need redis-server (apt-get install redis-server)")
+            raise ClusterStartError(
+                "a Redis Cluster needs redis-server (apt-get install redis-server)"
+            )
         args = [binary, "--port", str(port), "--bind", "127.0.0.1"]
         args += ["--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"]
         args += ["--cluster-node-timeout", str(NODE_TIMEOUT_MS), "--dir", str(self.directory)]
@@ -170,7 +172,7 @@ class RedisClusterProcesses:
                 logs = "\n".join(
                     p.read_text()[-2000:] for p in sorted(self.directory.glob("redis-*.log"))
                 )
-                pytest.fail(f"timed out waiting for {what}\n{logs}")
+                raise ClusterStartError(f"timed out waiting for {what}\n{logs}")
             time.sleep(0.1)
 
 
@@ -181,26 +183,44 @@ def _answers(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def redis_cluster_processes() -> Iterator[RedisClusterProcesses]:
-    """A 3-master, 3-replica Redis Cluster for the whole test session."""
+class ClusterStartError(Exception):
+    """The throwaway cluster could not be started (the message says why)."""
+
+
+@contextmanager
+def running_redis_cluster(masters: int = 3, replicas: int = 1) -> Iterator[RedisClusterProcesses]:
+    """A throwaway cluster of ``masters`` masters with ``replicas`` replicas each."""
     if shutil.which("redis-cli") is None:
-        pytest.fail("the Redis Cluster tests need redis-cli (apt-get install redis-tools)")
+        raise ClusterStartError("a Redis Cluster needs redis-cli (apt-get install redis-tools)")
     with tempfile.TemporaryDirectory(prefix="dino-redis-cluster-") as directory:
-        cluster = RedisClusterProcesses(_free_cluster_ports(6), Path(directory))
+        cluster = RedisClusterProcesses(
+            _free_cluster_ports(masters * (1 + replicas)), Path(directory)
+        )
         try:
             for port in cluster.ports:
                 cluster.start(port)
             create = ["redis-cli", "--cluster", "create"]
             create += [f"127.0.0.1:{port}" for port in cluster.ports]
-            create += ["--cluster-replicas", "1", "--cluster-yes"]
+            create += ["--cluster-replicas", str(replicas), "--cluster-yes"]
             done = subprocess.run(create, capture_output=True, text=True, timeout=60)
             if done.returncode != 0:
-                pytest.fail(f"redis-cli --cluster create failed:\n{done.stdout}\n{done.stderr}")
+                raise ClusterStartError(
+                    f"redis-cli --cluster create failed:\n{done.stdout}\n{done.stderr}"
+                )
             cluster.wait_healthy()
             yield cluster
         finally:
             cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_processes() -> Iterator[RedisClusterProcesses]:
+    """A 3-master, 3-replica Redis Cluster for the whole test session."""
+    try:
+        with running_redis_cluster() as cluster:
+            yield cluster
+    except ClusterStartError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture

@@ -1,0 +1,169 @@
+"""Two dino nodes on one Redis vs. on a 3-master Redis Cluster, under the same load.
+
+For each backend, starts a fresh throwaway Redis (one ``redis-server``, or a cluster of
+three masters without replicas: ``tests/redis_cluster_fixture.py``), two dino nodes on it,
+and two load tools at once, each driving its own half of the rooms on its own node (so a
+node has members in its own rooms only). Measures:
+
+- Redis CPU per message, in all and per shard (utime+stime of each redis-server from
+  /proc over the run), and messages per Redis CPU-second;
+- what each shard received: commands (``INFO commandstats``) and network bytes in/out;
+- what each node received from pub/sub (``/health`` ``published``): with interest routing
+  and sharded pub/sub, a node receives its own rooms' messages (and their presence
+  events) and nothing else; a third node with no clients receives nothing;
+- the load tools' verdicts (lost / duplicated / out of order).
+
+    python benchmarks/redis_cluster.py [--rate 500] [--duration 10] [--rooms 200]
+
+Results: BENCHMARKS.md, "Redis Cluster".
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import subprocess
+import sys
+import tempfile
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from benchmarks import servers
+from loadtest.procstat import ProcSample
+from tests.redis_cluster_fixture import running_redis_cluster
+from tests.redis_fixture import free_port
+
+
+@dataclass
+class Shard:
+    port: int
+    pid: int
+
+
+@contextlib.contextmanager
+def single_redis() -> Iterator[tuple[list[str], list[Shard]]]:
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    args += ["--appendonly", "no"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            with contextlib.suppress(redis.exceptions.ConnectionError):
+                client.ping()
+                break
+            subprocess.run(["sleep", "0.05"], check=False)
+        yield ["--redis-url", f"redis://127.0.0.1:{port}/0"], [Shard(port, process.pid)]
+    finally:
+        process.terminate()
+        process.wait()
+
+
+@contextlib.contextmanager
+def three_master_cluster() -> Iterator[tuple[list[str], list[Shard]]]:
+    with running_redis_cluster(masters=3, replicas=0) as cluster:
+        shards = [Shard(port, cluster.processes[port].pid) for port in cluster.ports]
+        yield ["--redis-cluster-nodes", cluster.nodes], shards
+
+
+def shard_counters(port: int) -> dict[str, float]:
+    client = redis.Redis(port=port, decode_responses=True)
+    stats, commands = client.info("stats"), client.info("commandstats")
+    client.close()
+    counters = {
+        "net_in": float(stats["total_net_input_bytes"]),
+        "net_out": float(stats["total_net_output_bytes"]),
+    }
+    for name in ("evalsha", "spublish", "publish", "zrangebyscore", "hgetall"):
+        counters[name] = float(commands.get(f"cmdstat_{name}", {}).get("calls", 0))
+    return counters
+
+
+def published(node: servers.Server) -> int:
+    with urllib.request.urlopen(node.url + "/health", timeout=10) as response:
+        return int(json.load(response)["published"])
+
+
+def run(name: str, backend: contextlib.AbstractContextManager[tuple[list[str], list[Shard]]],
+        args: argparse.Namespace) -> None:  # fmt: skip
+    with backend as (redis_args, shards):
+        prefix = f"bench{uuid.uuid4().hex[:8]}:"
+        logs = Path(tempfile.mkdtemp(prefix=f"dino-{name}-"))
+        options = [*redis_args, "--redis-prefix", prefix]
+        # Node C serves no client: with interest routing it receives nothing.
+        nodes = [servers.start_dino(logs, f"node{x}", *options) for x in "ABC"]
+        try:
+            half = args.rooms // 2
+            cpu0 = {s.port: ProcSample.read(s.pid).cpu_s for s in shards}
+            counters0 = {s.port: shard_counters(s.port) for s in shards}
+            published0 = [published(node) for node in nodes]
+            tools = []
+            for i, node in enumerate(nodes[:2]):
+                out = logs / f"tool{i}.json"
+                command = [sys.executable, "-m", "loadtest", "chat", "--url", node.url,
+                           "--server-pid", str(node.pid), "--rooms", str(half),
+                           "--members", str(args.members), "--senders", str(half),
+                           "--rate", str(args.rate / 2), "--duration", str(args.duration),
+                           "--run-id", f"{name}{i}", "--quiet", "--json", str(out)]  # fmt: skip
+                tools.append((subprocess.Popen(command, cwd=servers.REPO), out))
+            for tool, _ in tools:
+                tool.wait()
+            cpu = {s.port: ProcSample.read(s.pid).cpu_s - cpu0[s.port] for s in shards}
+            counters = {
+                s.port: {k: v - counters0[s.port][k] for k, v in shard_counters(s.port).items()}
+                for s in shards
+            }
+            received = [
+                published(node) - before for node, before in zip(nodes, published0, strict=True)
+            ]
+        finally:
+            for node in nodes:
+                node.stop()
+    results = [json.loads(out.read_text()) for _, out in tools]
+    sent = sum(r["traffic"]["send_ok"] for r in results)
+    deliveries = sum(r["traffic"]["deliveries"] for r in results)
+    problems = sum(r["seq"]["lost"] + r["seq"]["duplicates"] + r["seq"]["out_of_order"]
+                   for r in results)  # fmt: skip
+    node_cpu = [r["server"]["cpu_us_per_message"] for r in results]
+    redis_cpu = sum(cpu.values())
+    print(f"\n== {name}: {sent} messages, {deliveries} deliveries, lost+dup+reordered "
+          f"{problems}; Redis CPU {redis_cpu:.2f} s = {redis_cpu / sent * 1e6:.1f} µs per "
+          f"message, {sent / redis_cpu:,.0f} messages per Redis CPU-second")  # fmt: skip
+    print("node CPU µs per message: " + ", ".join(f"{c:.0f}" for c in node_cpu))
+    for i, count in enumerate(received):
+        own = results[i]["traffic"]["send_ok"] if i < 2 else 0
+        print(f"node{'ABC'[i]} received {count} pub/sub messages: its rooms' {own} messages "
+              f"+ {count - own} presence events (joins); {len(received) and sent - own} "
+              "messages of other nodes' rooms were not sent to it")  # fmt: skip
+    for s in shards:
+        c = counters[s.port]
+        print(f"shard {s.port}: CPU {cpu[s.port]:.2f} s ({cpu[s.port] / sent * 1e6:.1f} µs "
+              f"per message in all), evalsha {c['evalsha']:.0f}, spublish {c['spublish']:.0f},"
+              f" publish {c['publish']:.0f}, net in {c['net_in'] / 1e6:.1f} MB, "
+              f"out {c['net_out'] / 1e6:.1f} MB")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=500.0, help="messages/s in all")
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--rooms", type=int, default=200, help="rooms in all (half per node)")
+    parser.add_argument("--members", type=int, default=10)
+    parser.add_argument("--only", choices=("redis", "cluster"), help="run one backend")
+    args = parser.parse_args()
+    if args.only != "cluster":
+        run("one Redis", single_redis(), args)
+    if args.only != "redis":
+        run("3-master cluster", three_master_cluster(), args)
+
+
+if __name__ == "__main__":
+    main()
