@@ -242,6 +242,8 @@ def test_run_py_serves_on_a_redis_cluster(
 def test_cluster_settings_and_their_errors(capsys: pytest.CaptureFixture[str]) -> None:
     flags = parse_settings(["--redis-cluster-nodes", "10.0.0.1:7000, 10.0.0.2:7001"], {})
     assert flags.backend == "redis-cluster"
+    env = parse_settings([], {"DINO_REDIS_CLUSTER_NODES": "10.0.0.1:7000"})
+    assert (env.backend, env.redis_cluster_nodes) == ("redis-cluster", "10.0.0.1:7000")
     url = parse_settings([], {"DINO_REDIS_URL": "redis+cluster://10.0.0.1:7000,10.0.0.2:7001"})
     assert url.backend == "redis-cluster"
     assert parse_cluster_nodes("redis+cluster://h1:7000,h2:7001/") == [("h1", 7000), ("h2", 7001)]
