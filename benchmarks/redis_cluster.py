@@ -22,15 +22,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -40,6 +44,8 @@ from benchmarks import servers
 from loadtest.procstat import ProcSample
 from tests.redis_cluster_fixture import running_redis_cluster
 from tests.redis_fixture import free_port
+
+IDLE_SECONDS = 4.0
 
 
 @dataclass
@@ -60,7 +66,7 @@ def single_redis() -> Iterator[tuple[list[str], list[Shard]]]:
             with contextlib.suppress(redis.exceptions.ConnectionError):
                 client.ping()
                 break
-            subprocess.run(["sleep", "0.05"], check=False)
+            time.sleep(0.05)
         yield ["--redis-url", f"redis://127.0.0.1:{port}/0"], [Shard(port, process.pid)]
     finally:
         process.terminate()
@@ -92,6 +98,43 @@ def published(node: servers.Server) -> int:
         return int(json.load(response)["published"])
 
 
+class Sampler:
+    """Samples each shard's CPU every 0.25 s in a thread, to cut out the sending phase."""
+
+    def __init__(self, shards: list[Shard]) -> None:
+        self.shards = shards
+        self.samples: list[tuple[float, dict[int, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            self.samples.append((now, {s.port: ProcSample.read(s.pid).cpu_s for s in self.shards}))
+            self._stop.wait(0.25)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def cpu_between(self, start: float, end: float) -> dict[int, float]:
+        def at(moment: float) -> dict[int, float]:
+            return min(self.samples, key=lambda sample: abs(sample[0] - moment))[1]
+
+        first, last = at(start), at(end)
+        return {port: last[port] - first[port] for port in first}
+
+
+def sent_at(timeline: list[dict[str, Any]], t: float) -> float:
+    """Messages a load tool had sent ``t`` seconds after it started (interpolated)."""
+    points = [(p["t"], p["sent"]) for p in timeline]
+    for (t0, s0), (t1, s1) in itertools.pairwise(points):
+        if t0 <= t <= t1:
+            return float(s0 + (s1 - s0) * (t - t0) / (t1 - t0))
+    return float(points[-1][1] if t > points[-1][0] else 0)
+
+
 def run(name: str, backend: contextlib.AbstractContextManager[tuple[list[str], list[Shard]]],
         args: argparse.Namespace) -> None:  # fmt: skip
     with backend as (redis_args, shards):
@@ -102,10 +145,14 @@ def run(name: str, backend: contextlib.AbstractContextManager[tuple[list[str], l
         nodes = [servers.start_dino(logs, f"node{x}", *options) for x in "ABC"]
         try:
             half = args.rooms // 2
-            cpu0 = {s.port: ProcSample.read(s.pid).cpu_s for s in shards}
+            sampler = Sampler(shards)
+            idle_from = time.monotonic()
+            time.sleep(IDLE_SECONDS)  # three idle nodes: each shard's fixed cost
+            idle = sampler.cpu_between(idle_from, time.monotonic())
             counters0 = {s.port: shard_counters(s.port) for s in shards}
             published0 = [published(node) for node in nodes]
             tools = []
+            started = time.monotonic()
             for i, node in enumerate(nodes[:2]):
                 out = logs / f"tool{i}.json"
                 command = [sys.executable, "-m", "loadtest", "chat", "--url", node.url,
@@ -116,7 +163,7 @@ def run(name: str, backend: contextlib.AbstractContextManager[tuple[list[str], l
                 tools.append((subprocess.Popen(command, cwd=servers.REPO), out))
             for tool, _ in tools:
                 tool.wait()
-            cpu = {s.port: ProcSample.read(s.pid).cpu_s - cpu0[s.port] for s in shards}
+            sampler.stop()
             counters = {
                 s.port: {k: v - counters0[s.port][k] for k, v in shard_counters(s.port).items()}
                 for s in shards
@@ -128,25 +175,40 @@ def run(name: str, backend: contextlib.AbstractContextManager[tuple[list[str], l
             for node in nodes:
                 node.stop()
     results = [json.loads(out.read_text()) for _, out in tools]
+    # The sending phase of both tools (they run at once): Redis CPU per message there,
+    # without the connects, logins and joins of the setup.
+    measuring = [[p["t"] for p in r["timeline"] if p["phase"] == "measure"] for r in results]
+    window = (max(m[0] for m in measuring), min(m[-1] for m in measuring))
+    in_window = sum(
+        sent_at(r["timeline"], window[1]) - sent_at(r["timeline"], window[0]) for r in results
+    )
+    cpu = sampler.cpu_between(started + window[0], started + window[1])
     sent = sum(r["traffic"]["send_ok"] for r in results)
     deliveries = sum(r["traffic"]["deliveries"] for r in results)
     problems = sum(r["seq"]["lost"] + r["seq"]["duplicates"] + r["seq"]["out_of_order"]
                    for r in results)  # fmt: skip
     node_cpu = [r["server"]["cpu_us_per_message"] for r in results]
     redis_cpu = sum(cpu.values())
+    seconds = window[1] - window[0]
+    idle_cpu = sum(idle.values()) / IDLE_SECONDS * seconds  # of the same duration
     print(f"\n== {name}: {sent} messages, {deliveries} deliveries, lost+dup+reordered "
-          f"{problems}; Redis CPU {redis_cpu:.2f} s = {redis_cpu / sent * 1e6:.1f} µs per "
-          f"message, {sent / redis_cpu:,.0f} messages per Redis CPU-second")  # fmt: skip
-    print("node CPU µs per message: " + ", ".join(f"{c:.0f}" for c in node_cpu))
+          f"{problems}")  # fmt: skip
+    print(f"sending phase ({window[1] - window[0]:.1f} s, {in_window:.0f} messages): Redis CPU "
+          f"{redis_cpu:.2f} s = {redis_cpu / in_window * 1e6:.1f} µs per message, "
+          f"{in_window / redis_cpu:,.0f} messages per Redis CPU-second; of that, idle cost "
+          f"(cron, cluster bus, heartbeats) {idle_cpu:.2f} s, so per message "
+          f"{(redis_cpu - idle_cpu) / in_window * 1e6:.1f} µs beyond idle")  # fmt: skip
+    print("node CPU µs per message (whole run): " + ", ".join(f"{c:.0f}" for c in node_cpu))
     for i, count in enumerate(received):
         own = results[i]["traffic"]["send_ok"] if i < 2 else 0
         print(f"node{'ABC'[i]} received {count} pub/sub messages; its own rooms' messages: "
               f"{own} (the rest: its rooms' join events)")  # fmt: skip
     for s in shards:
         c = counters[s.port]
-        print(f"shard {s.port}: CPU {cpu[s.port]:.2f} s ({cpu[s.port] / sent * 1e6:.1f} µs "
-              f"per message in all), evalsha {c['evalsha']:.0f}, spublish {c['spublish']:.0f},"
-              f" publish {c['publish']:.0f}, net in {c['net_in'] / 1e6:.1f} MB, "
+        print(f"shard {s.port}: sending-phase CPU {cpu[s.port]:.2f} s "
+              f"({cpu[s.port] / in_window * 1e6:.1f} µs per message in all); whole run: "
+              f"evalsha {c['evalsha']:.0f}, spublish {c['spublish']:.0f}, publish "
+              f"{c['publish']:.0f}, net in {c['net_in'] / 1e6:.1f} MB, "
               f"out {c['net_out'] / 1e6:.1f} MB")  # fmt: skip
 
 
