@@ -11,7 +11,8 @@ touches one owner's keys runs on one shard:
 
 * ``{room:<id>}``: a room's fields, presence, and its message log (the room log is named
   ``room:<id>``), and its pub/sub channel, so ``append`` can SPUBLISH from its script;
-* ``{<log>}``: a conversation log (``dm:...``); ``{user:<id>}``: a user's channel;
+* ``{<log>}``: a conversation log (``dm:...``) with its idempotency keys;
+* ``{user:<id>}``: a user's profile, sessions index and channel;
 * ``{session:<sid>}``, ``{node:<id>}``: one session's, one node's keys;
 * ``{rooms}``, ``{nodes}``: the two cross-room indexes (all rooms, all node leases).
 
@@ -53,6 +54,11 @@ class KeySchema:
         """hash: room name -> room id. Makes names unique; written with ``rooms``."""
         return self._key("rooms", "by_name")
 
+    def room_renames(self) -> str:
+        """hash: room id -> number of renames. Orders concurrent renames of one room, so
+        its own ``name`` ends as the index's."""
+        return self._key("rooms", "renames")
+
     def room_info(self, room_id: str) -> str:
         """hash: ``name``, ``created`` (ms, Redis clock). The room's own fields."""
         return self._key("room:" + room_id, "info")
@@ -89,6 +95,14 @@ class KeySchema:
         leaves); a superset of the rooms whose presence lists the session."""
         return self._key("session:" + sid, "rooms")
 
+    def user_info(self, user_id: str) -> str:
+        """hash: ``name``, ``last_seen`` (ms, Redis clock) of a user who has logged in."""
+        return self._key("user:" + user_id, "profile")
+
+    def user_sessions(self, user_id: str) -> str:
+        """set: session ids of the user, on any node."""
+        return self._key("user:" + user_id, "sessions_of_user")
+
     # -- nodes -------------------------------------------------------------------------
 
     def nodes(self) -> str:
@@ -112,6 +126,11 @@ class KeySchema:
     def log_seq(self, log: str) -> str:
         """string: last seq handed out for the log (INCR). Survives trimming."""
         return self._key(log, "seq")
+
+    def log_dedupe(self, log: str, key_digest: str) -> str:
+        """string with PX ttl: the entry first appended to the log under an idempotency
+        key (named by the key's SHA-256 hex digest: no braces, so names stay injective)."""
+        return self._key(log, "dedupe:" + key_digest)
 
     # -- pub/sub -----------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ Sentinel if you like) or on a Redis Cluster, with the same scripts and keys.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -21,12 +22,15 @@ import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
 from storage.base import (
+    Appended,
+    Dedupe,
     Fanout,
     Member,
     Room,
     RoomNameTaken,
     RoomSummary,
     StoreUnavailable,
+    UserPresence,
 )
 from storage.keys import KeySchema, hash_tag
 
@@ -44,20 +48,67 @@ local function now_ms()
 end
 """
 
-# KEYS: room_info, room_owners.  ARGV: name, owner id, owner name
+# KEYS: room_info, room_owners, room_acl.
+# ARGV: name, number of owners n, n (owner id, owner name) pairs, then acl pairs
+# The ACL is written with the room: nobody can join it before its ACL is in place.
 _CREATE_ROOM_INFO = """
+local n = tonumber(ARGV[2])
 local name = redis.call('HGET', KEYS[1], 'name')
 if name then
   -- The same create again (a retry after a lost reply) goes on to claim the name.
   if name ~= ARGV[1] then return 'id_in_use' end
-  if redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then return 'exists' end
+  if n == 0 or redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then return 'exists' end
   return 'taken'  -- this very room, created by someone else
 end
 local t = redis.call('TIME')
 local created = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 redis.call('HSET', KEYS[1], 'name', ARGV[1], 'created', created)
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+for i = 3, 2 + 2 * n, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 3 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return 'created'
+"""
+
+# KEYS: rooms, room_names, room_renames.  ARGV: room_id, new name
+# Returns {'taken'} or {'renamed', old name or '', rename number}.
+_RENAME_IN_INDEX = """
+local holder = redis.call('HGET', KEYS[2], ARGV[2])
+if holder and holder ~= ARGV[1] then return {'taken'} end
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and old ~= ARGV[2] and redis.call('HGET', KEYS[2], old) == ARGV[1] then
+  redis.call('HDEL', KEYS[2], old)
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return {'renamed', old or '', redis.call('HINCRBY', KEYS[3], ARGV[1], 1)}
+"""
+
+# KEYS: room_info.  ARGV: new name, rename number
+# Of concurrent renames the last one through the index wins here too.
+_RENAME_ROOM_INFO = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if (tonumber(redis.call('HGET', KEYS[1], 'renamed')) or 0) >= tonumber(ARGV[2]) then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'renamed', ARGV[2])
+return 1
+"""
+
+# KEYS: room_info, room_owners, room_acl, room_users, room_sessions, room_counts, log,
+# log_seq (the room's log shares its slot).  Returns the ids of the sessions that were in
+# the room, or false for an unknown room.
+_REMOVE_ROOM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local sids = redis.call('HKEYS', KEYS[5])
+redis.call('DEL', unpack(KEYS))
+return sids
+"""
+
+# KEYS: rooms, room_names, room_renames.  ARGV: room_id
+_UNLIST_ROOM = """
+local name = redis.call('HGET', KEYS[1], ARGV[1])
+if name and redis.call('HGET', KEYS[2], name) == ARGV[1] then redis.call('HDEL', KEYS[2], name) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
 """
 
 # KEYS: rooms, room_names.  ARGV: room_id, name
@@ -143,6 +194,28 @@ for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(result, r
 return result
 """
 
+# KEYS: user_sessions, user_info.  ARGV: sid, name
+_USER_SESSION_ADDED = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'name', ARGV[2])
+"""
+
+# KEYS: user_sessions, user_info.  ARGV: sid
+# The end of a user's last session is when they were last seen.
+_USER_SESSION_ENDED = (
+    _LUA_NOW_MS
+    + """
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[2], 'last_seen', now_ms())
+end
+"""
+)
+
+# KEYS: user_info, user_sessions.  Returns {flat HGETALL of the info, session ids}.
+_USER_PRESENCE = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}
+"""
+
 # KEYS: nodes.  ARGV: node id, ttl ms
 _RENEW_LEASE = (
     _LUA_NOW_MS
@@ -171,6 +244,21 @@ redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 for i = 4, #ARGV, 3 do redis.call(ARGV[3], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
 return seq
+"""
+
+# KEYS: log, log_seq, log_dedupe.  ARGV: entry_tail, history_size, ttl ms, publish
+# command, then (channel, head, tail) per fanout.  Returns {seq} for a new entry,
+# {seq, first entry} for a retry (nothing stored or published).
+_APPEND_ONCE = """
+local first = redis.call('GET', KEYS[3])
+if first then return {tonumber(string.match(first, '^{"seq":(%d+)')), first} end
+local seq = redis.call('INCR', KEYS[2])
+local entry = '{"seq":' .. seq .. ARGV[1]
+redis.call('ZADD', KEYS[1], seq, entry)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
+redis.call('SET', KEYS[3], entry, 'PX', ARGV[3])
+for i = 5, #ARGV, 3 do redis.call(ARGV[4], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+return {seq}
 """
 
 # -- errors and decoding -----------------------------------------------------------------
@@ -262,6 +350,14 @@ class RedisStore:
         # them again by itself after a Redis restart (NOSCRIPT).
         register = client.register_script
         self._create_room_info = register(_CREATE_ROOM_INFO)
+        self._rename_in_index = register(_RENAME_IN_INDEX)
+        self._rename_room_info = register(_RENAME_ROOM_INFO)
+        self._remove_room = register(_REMOVE_ROOM)
+        self._unlist_room = register(_UNLIST_ROOM)
+        self._user_session_added = register(_USER_SESSION_ADDED)
+        self._user_session_ended = register(_USER_SESSION_ENDED)
+        self._user_presence = register(_USER_PRESENCE)
+        self._append_once = register(_APPEND_ONCE)
         self._claim_room_name = register(_CLAIM_ROOM_NAME)
         self._get_room = register(_GET_ROOM)
         self._set_acl = register(_SET_ACL)
@@ -282,15 +378,23 @@ class RedisStore:
     # -- rooms -------------------------------------------------------------------------
 
     @_unavailable_as_store_error
-    async def create_room(self, room_id: str, name: str, owner: Member) -> Room:
+    async def create_room(
+        self,
+        room_id: str,
+        name: str,
+        owners: Sequence[Member],
+        acl: Mapping[str, str] | None = None,
+    ) -> Room:
         # Two slots: the room's own keys, then the name index. The room's keys come
         # first so that a room is never listed (or joinable by name) before it exists; a
         # crash in between leaves an unlisted room nobody knows the id of, harmless.
         k = self._keys
+        owner_pairs = [part for o in owners for part in (o.id, o.name)]
+        acl_pairs = [part for item in (acl or {}).items() for part in item]
         info_outcome = _text(
             await self._create_room_info(
-                keys=[k.room_info(room_id), k.room_owners(room_id)],
-                args=[name, owner.id, owner.name],
+                keys=[k.room_info(room_id), k.room_owners(room_id), k.room_acl(room_id)],
+                args=[name, len(owners), *owner_pairs, *acl_pairs],
             )
         )
         if info_outcome == "id_in_use":
@@ -303,13 +407,17 @@ class RedisStore:
         if claim == "taken":
             # The name belongs to another room: this id's keys (written just now, or by
             # an earlier attempt that lost the same race) must not linger.
-            await self._redis.delete(k.room_info(room_id), k.room_owners(room_id))
+            await self._redis.delete(
+                k.room_info(room_id), k.room_owners(room_id), k.room_acl(room_id)
+            )
             raise RoomNameTaken(name)
         if info_outcome == "exists":
             room = await self.get_room(room_id)
             if room is not None:
                 return room
-        return Room(id=room_id, name=name, owners={owner.id: owner.name})
+        return Room(
+            id=room_id, name=name, owners={o.id: o.name for o in owners}, acl=dict(acl or {})
+        )
 
     @_unavailable_as_store_error
     async def get_room(self, room_id: str) -> Room | None:
@@ -345,6 +453,50 @@ class RedisStore:
             args=pairs,
         )
 
+    @_unavailable_as_store_error
+    async def rename_room(self, room_id: str, name: str) -> str | None:
+        # The index first (it decides who holds a name), then the room's own copy, which
+        # takes a rename only if it is newer than the last it took: whatever order
+        # concurrent renames finish in, both end with the last name the index took. A
+        # crash in between leaves the old name in get_room until the next rename.
+        k = self._keys
+        if not await self._redis.exists(k.room_info(room_id)):
+            return None
+        reply = await self._rename_in_index(
+            keys=[k.rooms(), k.room_names(), k.room_renames()], args=[room_id, name]
+        )
+        if _text(reply[0]) == "taken":
+            raise RoomNameTaken(name)
+        old, number = _text(reply[1]), int(reply[2])
+        await self._rename_room_info(keys=[k.room_info(room_id)], args=[name, number])
+        return old or name
+
+    @_unavailable_as_store_error
+    async def remove_room(self, room_id: str, log: str) -> Room | None:
+        # The room's slot first (room, presence and log in one step: from then on nobody
+        # can join it), then each member session's room set, then the index. A crash in
+        # between leaves only index entries and stale room ids in session sets, which a
+        # remove of the same id again clears (and leaving a removed room is a no-op).
+        k = self._keys
+        room = await self.get_room(room_id)
+        sids: list[Any] | None = None
+        if room is not None:
+            room_keys = [
+                k.room_info(room_id),
+                k.room_owners(room_id),
+                k.room_acl(room_id),
+                k.room_users(room_id),
+                k.room_sessions(room_id),
+                k.room_counts(room_id),
+            ]
+            if hash_tag(k.log(log)) != hash_tag(k.room_info(room_id)):
+                raise ValueError(f"log {log!r} is not room {room_id!r}'s log")
+            sids = await self._remove_room(keys=[*room_keys, k.log(log), k.log_seq(log)])
+        for sid in sids or []:
+            await self._redis.srem(k.session_rooms(_text(sid)), room_id)
+        await self._unlist_room(keys=[k.rooms(), k.room_names(), k.room_renames()], args=[room_id])
+        return room if sids is not None else None
+
     # -- presence ----------------------------------------------------------------------
     # The invariant that makes the multi-slot steps safe: a session's room set is always
     # a superset of the rooms whose presence lists it (a room is added to the set before
@@ -361,6 +513,9 @@ class RedisStore:
             args=[member.id, member.name, node_id],
         )
         old_node, *room_ids = (_text(part) for part in reply)
+        await self._user_session_added(
+            keys=[k.user_sessions(member.id), k.user_info(member.id)], args=[sid, member.name]
+        )
         if old_node and old_node != node_id:
             await self._redis.srem(k.node_sessions(old_node), sid)
         for room_id in room_ids:
@@ -419,6 +574,7 @@ class RedisStore:
             presence = [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)]
             if await self._leave_room(keys=presence, args=[sid]):
                 left.append((room_id, member))
+        await self._user_session_ended(keys=[k.user_sessions(uid), k.user_info(uid)], args=[sid])
         await self._redis.delete(k.session_info(sid), k.session_rooms(sid))
         if node_id:
             await self._redis.srem(k.node_sessions(node_id), sid)
@@ -433,6 +589,30 @@ class RedisStore:
     async def node_sessions(self, node_id: str) -> list[str]:
         sids = await self._redis.smembers(self._keys.node_sessions(node_id))
         return sorted(_text(sid) for sid in sids)
+
+    @_unavailable_as_store_error
+    async def user_presence(self, user_id: str) -> UserPresence | None:
+        k = self._keys
+        info, sids = await self._user_presence(
+            keys=[k.user_info(user_id), k.user_sessions(user_id)]
+        )
+        if not info:
+            return None
+        user = _pairs(info)
+        # Each session's room set lives in the session's slot: read one by one (a cluster
+        # pipeline sends each shard its part).
+        pipe = self._redis.pipeline(transaction=False)
+        for sid in sids:
+            pipe.smembers(k.session_rooms(_text(sid)))
+        rooms = {_text(room) for members in await pipe.execute() for room in members}
+        last_seen = user.get("last_seen")
+        return UserPresence(
+            id=user_id,
+            name=user["name"],
+            sessions=len(sids),
+            rooms=sorted(rooms),
+            last_seen_ms=int(last_seen) if last_seen else None,
+        )
 
     # -- node leases -------------------------------------------------------------------
     # Expiries use the Redis server clock (TIME inside the scripts), so nodes with
@@ -463,20 +643,35 @@ class RedisStore:
 
     # -- message logs ------------------------------------------------------------------
 
+    def _split_fanouts(
+        self, log_key: str, fanouts: Sequence[Fanout]
+    ) -> tuple[list[str], list[tuple[str, Fanout]]]:
+        """(channel, head, tail) triples the script publishes, and the fanouts published
+        after it: on a cluster, those whose channel is not in the log's slot."""
+        inside: list[str] = []
+        after: list[tuple[str, Fanout]] = []
+        for fanout in fanouts:
+            channel = self._keys.channel(fanout.channel)
+            if self._cluster and hash_tag(channel) != hash_tag(log_key):
+                after.append((channel, fanout))
+            else:
+                inside += (channel, fanout.head, fanout.tail)
+        return inside, after
+
+    async def _publish_after(self, entry: str, after: list[tuple[str, Fanout]]) -> None:
+        # A conversation's user channels live in their users' slots: published once the
+        # entry is stored. Two users sending at the same instant from two nodes may then
+        # be delivered in either order; seq still tells the true order.
+        for channel, fanout in after:
+            await self._redis.spublish(channel, fanout.head + entry + fanout.tail)
+
     @_unavailable_as_store_error
     async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
         k = self._keys
         log_key = k.log(log)
-        inside: list[str] = []
-        after: list[tuple[str, Fanout]] = []
-        for fanout in fanouts:
-            channel = k.channel(fanout.channel)
-            if self._cluster and hash_tag(channel) != hash_tag(log_key):
-                after.append((channel, fanout))
-            else:
-                inside += (channel, fanout.head, fanout.tail)
+        inside, after = self._split_fanouts(log_key, fanouts)
         seq = int(
             await self._append(
                 keys=[log_key, k.log_seq(log)],
@@ -484,13 +679,29 @@ class RedisStore:
             )
         )
         if after:
-            # A conversation's user channels live in their users' slots: published once
-            # the entry is stored. Two users sending at the same instant from two nodes
-            # may then be delivered in either order; seq still tells the true order.
-            entry = f'{{"seq":{seq}{entry_tail}'
-            for channel, fanout in after:
-                await self._redis.spublish(channel, fanout.head + entry + fanout.tail)
+            await self._publish_after(f'{{"seq":{seq}{entry_tail}', after)
         return seq
+
+    @_unavailable_as_store_error
+    async def append_once(
+        self, log: str, entry_tail: str, fanouts: Sequence[Fanout], dedupe: Dedupe
+    ) -> Appended:
+        if not entry_tail.startswith((",", "}")):
+            raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
+        k = self._keys
+        log_key = k.log(log)
+        digest = hashlib.sha256(dedupe.key.encode()).hexdigest()
+        inside, after = self._split_fanouts(log_key, fanouts)
+        reply = await self._append_once(
+            keys=[log_key, k.log_seq(log), k.log_dedupe(log, digest)],
+            args=[entry_tail, self._history_size, dedupe.ttl_ms, self._publish_command, *inside],
+        )
+        if len(reply) > 1:
+            return Appended(int(reply[0]), original=_text(reply[1]))
+        seq = int(reply[0])
+        if after:
+            await self._publish_after(f'{{"seq":{seq}{entry_tail}', after)
+        return Appended(seq)
 
     @_unavailable_as_store_error
     async def history(

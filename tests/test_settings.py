@@ -123,6 +123,9 @@ def test_every_option_has_an_environment_variable():
         "DINO_LOG_LEVEL": "WARNING",
         "DINO_COMPRESSION": "yes",
         "DINO_CORS_ORIGINS": "*",
+        "DINO_API_KEYS": "old-key, new-key",
+        "DINO_IDEMPOTENCY_TTL": "60",
+        "DINO_MAX_API_BODY_BYTES": "4096",
     }
     settings = parse(**env)
     assert settings == Settings(
@@ -146,6 +149,9 @@ def test_every_option_has_an_environment_variable():
         log_level="WARNING",
         compression=True,
         cors_origins=("*",),
+        api_keys=("old-key", "new-key"),
+        idempotency_ttl=60.0,
+        max_api_body_bytes=4096,
     )
     # Every Settings field is reachable from the environment (DINO_REDIS_CLUSTER_NODES
     # excludes DINO_REDIS_URL: tests/test_redis_cluster.py reads it from the environment).
