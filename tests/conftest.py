@@ -3,12 +3,16 @@
 
 import pytest
 
-from tests.redis_cluster_fixture import (
+# Test modules import helpers from node_fixtures as well as loading it as a plugin; its
+# asserts are rewritten whichever comes first.
+pytest.register_assert_rewrite("tests.node_fixtures")
+
+from tests.redis_cluster_fixture import (  # noqa: E402
     redis_cluster,
     redis_cluster_client,
     redis_cluster_processes,
 )
-from tests.redis_fixture import key_prefix, redis_client, redis_url
+from tests.redis_fixture import key_prefix, redis_client, redis_url  # noqa: E402
 
 __all__ = [
     "key_prefix",
