@@ -189,6 +189,9 @@ def table(r: dict[str, Any]) -> str:
             f"  messages: sent {tr['sent']:,}  ok {tr['send_ok']:,}  rejected {tr['send_failed']:,}"
             f"  unanswered {tr['send_unanswered']:,}  ({tr['sends_per_s']:,.1f}/s)"
         )
+        if tr["send_errors"]:
+            errors = ", ".join(f"{n:,} x {e}" for e, n in tr["send_errors"].items())
+            lines.append(f"  rejections: {errors}")
         lines.append(
             f"  deliveries: {tr['deliveries']:,} of {tr['expected_deliveries']:,} expected"
             f"  = {tr['deliveries_per_s']:,.0f}/s over {tr['span_s']:.2f}s"
