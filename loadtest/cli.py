@@ -40,10 +40,10 @@ what is checked and reported:
   every delivery by seq: each member must get every seq of its room (or conversation)
   stored after its join, once, in order -> lost / duplicated / out-of-order per log;
   delivery latency (send time written into object.content -> receive time) p50..max;
-  api: calls by HTTP status, notifications accepted (201) per second, POST->201
-  latency; deliveries/s; server CPU (µs per delivery, message or churn cycle) and RSS with
+  deliveries/s; server CPU (µs per delivery, message or churn cycle) and RSS with
   --server-pid; the tool's own CPU and event-loop lag (if near one core, the tool
-  was the limit); CPU used by other processes on the machine.
+  was the limit); CPU used by other processes on the machine;
+  api: calls by HTTP status, notifications accepted (201) per second, POST->201 latency.
 
 exit status: 0 when all is well; 1 when anything was lost, duplicated or reordered,
   a step failed, a message was rejected or unanswered, or a connection was dropped;
