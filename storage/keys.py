@@ -49,6 +49,32 @@ class KeySchema:
         """hash: acl type -> rule. Replaced as a whole by ``set_acl``."""
         return f"{self.prefix}room:{room_id}:acl"
 
+    def room_moderators(self, room_id: str) -> str:
+        """hash: user id -> display name of the room's moderators."""
+        return f"{self.prefix}room:{room_id}:moderators"
+
+    def room_rules(self, room_id: str) -> str:
+        """hash: action -> access rule (JSON). Replaced as a whole by ``set_rules``."""
+        return f"{self.prefix}room:{room_id}:rules"
+
+    def room_bans(self, room_id: str) -> str:
+        """hash: user id -> ban (JSON: name, reason, by, expires ms UTC or null)."""
+        return f"{self.prefix}room:{room_id}:bans"
+
+    def room_mutes(self, room_id: str) -> str:
+        """hash: user id -> mute (JSON, as a ban)."""
+        return f"{self.prefix}room:{room_id}:mutes"
+
+    # -- deployment-wide roles and bans --------------------------------------------------
+
+    def admins(self) -> str:
+        """hash: user id -> display name of the global admins set through the API."""
+        return f"{self.prefix}admins"
+
+    def global_bans(self) -> str:
+        """hash: user id -> ban from the whole deployment (JSON, as a room ban)."""
+        return f"{self.prefix}bans"
+
     # -- presence ----------------------------------------------------------------------
 
     def room_users(self, room_id: str) -> str:

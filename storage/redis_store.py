@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -23,6 +24,8 @@ import redis.asyncio
 import redis.exceptions
 
 from storage.base import (
+    ROLES,
+    SANCTIONS,
     Appended,
     Dedupe,
     Fanout,
@@ -30,6 +33,7 @@ from storage.base import (
     Room,
     RoomNameTaken,
     RoomSummary,
+    Sanction,
     StoreUnavailable,
     UserPresence,
 )
@@ -101,8 +105,8 @@ redis.call('HSET', KEYS[3], 'name', ARGV[2])
 return {'renamed', old}
 """
 
-# KEYS: rooms, room_names, room_info, room_owners, room_acl, room_users, room_sessions,
-# room_counts, log, log_seq.  ARGV: room_id, session_rooms template.  Returns 0 or 1.
+# KEYS: rooms, room_names, room_info, then every other key of the room and its log (all
+# deleted).  ARGV: room_id, session_rooms template.  Returns 0 or 1.
 _REMOVE_ROOM = (
     _LUA_KEY
     + """
@@ -113,7 +117,7 @@ for _, sid in ipairs(redis.call('HKEYS', KEYS[7])) do
 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], name)
-redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
 return 1
 """
 )
@@ -124,6 +128,57 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[2])
 if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
 return 1
+"""
+
+# KEYS: room_info, room_owners, room_moderators.  ARGV: uid, name, role ('' for none)
+_SET_ROLE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if ARGV[3] == 'owner' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+if ARGV[3] == 'moderator' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+# KEYS: room_info, a sanctions hash of the room.  ARGV: uid, sanction JSON
+_IMPOSE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: room_sessions, room_counts, room_users.  ARGV: uid, room_id, session_rooms template
+# Returns the sids of the user that were in the room.
+_REMOVE_FROM_ROOM = (
+    _LUA_KEY
+    + _LUA_LEAVE
+    + """
+local removed = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i + 1] == ARGV[1] then
+    redis.call('SREM', key(ARGV[3], ARGV[4], all[i]), ARGV[2])
+    leave(KEYS[1], KEYS[2], KEYS[3], all[i])
+    table.insert(removed, all[i])
+  end
+end
+return removed
+"""
+)
+
+# KEYS: log, log_seq.  ARGV: seq, old entry, new entry, entry_tail, history_size, then
+# (channel, head, tail) per fanout.  Returns the appended seq, or 0 if the entry changed.
+_REVISE = """
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
+if #found ~= 1 or found[1] ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+local seq = redis.call('INCR', KEYS[2])
+local entry = '{"seq":' .. seq .. ARGV[4]
+redis.call('ZADD', KEYS[1], seq, entry)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[5]) + 1))
+for i = 6, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+return seq
 """
 
 # KEYS: session_info, node_sessions(node), session_rooms, user_sessions, user_info.
@@ -288,6 +343,28 @@ def _text_map(reply: Mapping[Any, Any]) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in reply.items()}
 
 
+def _sanction_json(sanction: Sanction) -> str:
+    return json.dumps(
+        {
+            "name": sanction.user.name,
+            "reason": sanction.reason,
+            "by": sanction.by,
+            "expires": sanction.expires_ms,
+        }
+    )
+
+
+def _sanction_from_json(user_id: str, text: str) -> Sanction:
+    fields = json.loads(text)
+    expires = fields.get("expires")
+    return Sanction(
+        user=Member(user_id, str(fields.get("name", user_id))),
+        reason=str(fields.get("reason", "")),
+        by=str(fields.get("by", "")),
+        expires_ms=int(expires) if expires is not None else None,
+    )
+
+
 # -- the store ---------------------------------------------------------------------------
 
 
@@ -321,6 +398,10 @@ class RedisStore:
         self._renew_lease = client.register_script(_RENEW_LEASE)
         self._expired_nodes = client.register_script(_EXPIRED_NODES)
         self._append = client.register_script(_APPEND)
+        self._set_role = client.register_script(_SET_ROLE)
+        self._impose = client.register_script(_IMPOSE)
+        self._remove_from_room = client.register_script(_REMOVE_FROM_ROOM)
+        self._revise = client.register_script(_REVISE)
         self._node_sessions_template = split_template(keys.node_sessions)
         self._room_users_template = split_template(keys.room_users)
         self._drop_templates = (
@@ -377,7 +458,9 @@ class RedisStore:
         pipe.hgetall(k.room_info(room_id))
         pipe.hgetall(k.room_owners(room_id))
         pipe.hgetall(k.room_acl(room_id))
-        info, owners, acl = await pipe.execute()
+        pipe.hgetall(k.room_moderators(room_id))
+        pipe.hgetall(k.room_rules(room_id))
+        info, owners, acl, moderators, rules = await pipe.execute()
         if not info:
             return None
         return Room(
@@ -385,6 +468,8 @@ class RedisStore:
             name=_text_map(info)["name"],
             owners=_text_map(owners),
             acl=_text_map(acl),
+            moderators=_text_map(moderators),
+            rules=_text_map(rules),
         )
 
     @_unavailable_as_store_error
@@ -394,10 +479,16 @@ class RedisStore:
         pipe = self._redis.pipeline(transaction=False)
         for room_id in names:
             pipe.hlen(self._keys.room_users(room_id))
-        counts = await pipe.execute()
+            pipe.hget(self._keys.room_rules(room_id), "list")
+        replies = await pipe.execute()
         summaries = [
-            RoomSummary(id=room_id, name=name, members=int(count))
-            for (room_id, name), count in zip(names.items(), counts, strict=True)
+            RoomSummary(
+                id=room_id,
+                name=name,
+                members=int(replies[2 * i]),
+                list_rule=None if replies[2 * i + 1] is None else _text(replies[2 * i + 1]),
+            )
+            for i, (room_id, name) in enumerate(names.items())
         ]
         return sorted(summaries, key=lambda s: (s.name, s.id))
 
@@ -438,10 +529,83 @@ class RedisStore:
                 k.room_counts(room_id),
                 k.log(log),
                 k.log_seq(log),
+                k.room_moderators(room_id),
+                k.room_rules(room_id),
+                k.room_bans(room_id),
+                k.room_mutes(room_id),
             ],
             args=[room_id, *self._session_rooms_template],
         )
         return room if removed else None
+
+    @_unavailable_as_store_error
+    async def set_role(self, room_id: str, member: Member, role: str | None) -> bool:
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        k = self._keys
+        done = await self._set_role(
+            keys=[k.room_info(room_id), k.room_owners(room_id), k.room_moderators(room_id)],
+            args=[member.id, member.name, role or ""],
+        )
+        return bool(done)
+
+    @_unavailable_as_store_error
+    async def set_rules(self, room_id: str, rules: Mapping[str, str]) -> None:
+        # The same replace-if-the-room-exists script as the ACL, on the rules hash.
+        pairs = [part for item in rules.items() for part in item]
+        await self._set_acl(
+            keys=[self._keys.room_info(room_id), self._keys.room_rules(room_id)], args=pairs
+        )
+
+    @_unavailable_as_store_error
+    async def set_admin(self, member: Member, admin: bool) -> None:
+        if admin:
+            await self._redis.hset(self._keys.admins(), member.id, member.name)
+        else:
+            await self._redis.hdel(self._keys.admins(), member.id)
+
+    @_unavailable_as_store_error
+    async def is_admin(self, user_id: str) -> bool:
+        return bool(await self._redis.hexists(self._keys.admins(), user_id))
+
+    @_unavailable_as_store_error
+    async def admins(self) -> list[Member]:
+        found = _text_map(await self._redis.hgetall(self._keys.admins()))
+        return [Member(uid, found[uid]) for uid in sorted(found)]
+
+    # -- sanctions ---------------------------------------------------------------------
+
+    def _sanctions_key(self, kind: str, scope: str | None) -> str:
+        if kind not in SANCTIONS or (scope is None and kind != "ban"):
+            raise ValueError(f"no {kind!r} sanction in scope {scope!r}")
+        if scope is None:
+            return self._keys.global_bans()
+        return self._keys.room_bans(scope) if kind == "ban" else self._keys.room_mutes(scope)
+
+    @_unavailable_as_store_error
+    async def impose(self, kind: str, scope: str | None, sanction: Sanction) -> None:
+        key = self._sanctions_key(kind, scope)
+        text = _sanction_json(sanction)
+        if scope is None:
+            await self._redis.hset(key, sanction.user.id, text)
+        else:  # only while the room exists: a removed room leaves no bans behind
+            await self._impose(
+                keys=[self._keys.room_info(scope), key], args=[sanction.user.id, text]
+            )
+
+    @_unavailable_as_store_error
+    async def lift(self, kind: str, scope: str | None, user_id: str) -> bool:
+        return bool(await self._redis.hdel(self._sanctions_key(kind, scope), user_id))
+
+    @_unavailable_as_store_error
+    async def sanction(self, kind: str, scope: str | None, user_id: str) -> Sanction | None:
+        text = await self._redis.hget(self._sanctions_key(kind, scope), user_id)
+        return None if text is None else _sanction_from_json(user_id, _text(text))
+
+    @_unavailable_as_store_error
+    async def sanctions(self, kind: str, scope: str | None) -> list[Sanction]:
+        found = _text_map(await self._redis.hgetall(self._sanctions_key(kind, scope)))
+        return [_sanction_from_json(uid, found[uid]) for uid in sorted(found)]
 
     # -- presence ----------------------------------------------------------------------
 
@@ -511,6 +675,15 @@ class RedisStore:
     async def room_members(self, room_id: str) -> list[Member]:
         users = _text_map(await self._redis.hgetall(self._keys.room_users(room_id)))
         return [Member(id=uid, name=users[uid]) for uid in sorted(users)]
+
+    @_unavailable_as_store_error
+    async def remove_from_room(self, room_id: str, user_id: str) -> list[str]:
+        k = self._keys
+        sids = await self._remove_from_room(
+            keys=[k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)],
+            args=[user_id, room_id, *self._session_rooms_template],
+        )
+        return sorted(_text(sid) for sid in sids)
 
     @_unavailable_as_store_error
     async def node_sessions(self, node_id: str) -> list[str]:
@@ -608,6 +781,27 @@ class RedisStore:
             return [_text(entry) for entry in oldest]
         newest = await self._redis.zrevrangebyscore(key, upper, "-inf", start=0, num=limit)
         return [_text(entry) for entry in reversed(newest)]
+
+    @_unavailable_as_store_error
+    async def revise(
+        self,
+        log: str,
+        seq: int,
+        old_entry: str,
+        new_entry: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+    ) -> int | None:
+        if not entry_tail.startswith((",", "}")):
+            raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
+        publish = [
+            part for f in fanouts for part in (self._keys.channel(f.channel), f.head, f.tail)
+        ]
+        appended = await self._revise(
+            keys=[self._keys.log(log), self._keys.log_seq(log)],
+            args=[seq, old_entry, new_entry, entry_tail, self._history_size, *publish],
+        )
+        return int(appended) or None
 
     async def close(self) -> None:
         await self._redis.aclose()
