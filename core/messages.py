@@ -12,10 +12,11 @@ from server.node import Node
 from server.wire import activity_tail
 from storage.base import Dedupe, Member
 
-from . import pushes
+from . import pushes, roles
 from .errors import BadRequest
 from .names import conversation_log, room_channel, room_log, user_channel
-from .rooms import get_room, require_admission
+from .rooms import get_room
+from .sanctions import require_not_muted
 
 MAX_HISTORY_LIMIT = 500
 DEFAULT_HISTORY_LIMIT = 50
@@ -51,8 +52,12 @@ async def send(
     if target.kind == "room":
         if from_session is not None and target.id not in from_session.rooms:
             raise BadRequest(f"join room '{target.id}' before sending to it")
-        if from_session is None:
-            await get_room(node, target.id)
+        room = await get_room(node, target.id)
+        if from_session is not None:
+            # Checked on every message, so a new rule or a mute counts at once everywhere.
+            attributes = from_session.attributes
+            await roles.require_access(node, room, sender, attributes, "send")
+            await require_not_muted(node, room, sender)
         # Every member, the sender included, receives the message.
         channels, log = [room_channel(target.id)], room_log(target.id)
     else:
@@ -90,7 +95,7 @@ async def history(
         room = await get_room(node, target.id)
         if reader is not None:
             assert reader.member is not None
-            require_admission(room, reader.member, reader.attributes)
+            await roles.require_access(node, room, reader.member, reader.attributes, "history")
         log = room_log(target.id)
     elif reader is not None and reader.member is not None:
         log = conversation_log(reader.member.id, target.id)

@@ -19,6 +19,7 @@ class Identity:
     id: str | None
     name: str | None
     attributes: dict[str, str] = field(default_factory=dict)
+    roles: frozenset[str] = frozenset()  # global roles ("admin"): from a JWT claim only
 
 
 class Authenticator(Protocol):
@@ -28,12 +29,13 @@ class Authenticator(Protocol):
 
 
 class OpenAuth:
-    """Anyone may log in as anyone: the client's claim is taken as is."""
+    """Anyone may log in as anyone: the client's claim is taken as is (but never a global
+    role: admins are then named through the HTTP API only)."""
 
     def authenticate(self, claimed: Identity, token: str | None) -> Identity:
         if claimed.id is None:
             raise BadRequest("actor.id is required")
-        return claimed
+        return Identity(claimed.id, claimed.name, claimed.attributes)
 
 
 class JwtAuth:
@@ -69,7 +71,12 @@ class JwtAuth:
                     if isinstance(v, (str, int, float))
                 }
             )
-        return Identity(user_id, name if isinstance(name, str) and name else user_id, attributes)
+        raw_roles = claims.get("roles")
+        roles = frozenset(
+            r for r in (raw_roles if isinstance(raw_roles, list) else []) if isinstance(r, str)
+        )
+        display = name if isinstance(name, str) and name else user_id
+        return Identity(user_id, display, attributes, roles)
 
 
 def make_authenticator(kind: str, secret: str) -> Authenticator:

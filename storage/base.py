@@ -325,7 +325,12 @@ class Store(Protocol):
         ...
 
     async def revise(
-        self, log: str, seq: int, old_entry: str, new_entry: str, entry_tail: str,
+        self,
+        log: str,
+        seq: int,
+        old_entry: str,
+        new_entry: str,
+        entry_tail: str,
         fanouts: Sequence[Fanout] = (),
     ) -> int | None:
         """Replace the entry at ``seq`` of ``log`` with ``new_entry`` and append
