@@ -126,13 +126,17 @@ async def mute(
     return sanction
 
 
-async def lift(node: Node, kind: str, scope: str | None, user_id: str, by: Member | None) -> None:
-    """unban / unmute: the user may join (log in, send) again at once."""
+async def lift(
+    node: Node, kind: str, scope: str | None, user_id: str, by: Member | None
+) -> Sanction:
+    """unban / unmute: the user may join (log in, send) again at once; returns what was
+    lifted."""
     room = await _scope_room(node, scope, by, f"un{kind} users")
     found = await node.store.sanction(kind, scope, user_id)
-    if not active(found) or not await node.store.lift(kind, scope, user_id):
+    if found is None or not active(found) or not await node.store.lift(kind, scope, user_id):
         where = f"room '{room.name}'" if room is not None else GLOBAL_NAME
         raise NotFound(f"'{user_id}' is not {_PAST[kind]} in {where}")
+    return found
 
 
 async def listing(node: Node, kind: str, scope: str | None, by: Member | None) -> list[Sanction]:

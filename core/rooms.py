@@ -68,15 +68,25 @@ async def create(
 
 
 async def list_all(node: Node, viewer: Session | None = None) -> list[RoomSummary]:
-    """Every room; a user sees only the rooms whose "list" rule admits them (admins all)."""
+    """Every room; a user sees only the rooms whose "list" rule admits them, or that they
+    moderate (admins see all)."""
     found = await node.store.list_rooms()
     if viewer is None or all(r.list_rule is None for r in found):
         return found
-    assert viewer.member is not None
-    if await roles.is_admin(node, viewer.member):
+    member = viewer.member
+    assert member is not None
+    if await roles.is_admin(node, member):
         return found
-    attrs = viewer.attributes
-    return [r for r in found if r.list_rule is None or access.admits(r.list_rule, attrs)]
+    shown = []
+    for summary in found:
+        rule = summary.list_rule
+        if rule is None or access.admits(rule, viewer.attributes):
+            shown.append(summary)
+            continue
+        room = await node.store.get_room(summary.id)  # only for rooms that hide
+        if room is not None and roles.room_rank(room, member.id) >= roles.MODERATOR:
+            shown.append(summary)
+    return shown
 
 
 async def join(node: Node, session: Session, room_id: str) -> Joined:

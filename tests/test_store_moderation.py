@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (pytest fixtures imported from the contract suite)
 """The Store contract for moderation: roles, access rules, admins, bans and mutes,
 removing a user from a room, revising a log entry. Runs on both stores (the harness of
 ``tests/test_store_contract.py``)."""

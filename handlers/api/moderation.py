@@ -92,9 +92,8 @@ class SanctionHandler(ApiHandler):
     @endpoint
     async def delete(self, *args: str) -> None:
         scope, user = self.scope(args)
-        await moderation.lift(self.node, self.kind, scope, user, by=None)
-        self.set_status(204)
-        self.finish()
+        lifted = await moderation.lift(self.node, self.kind, scope, user, by=None)
+        self.reply(sanction_json(lifted))
 
 
 class MuteHandler(SanctionHandler):

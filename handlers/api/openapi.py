@@ -410,7 +410,6 @@ PATHS: dict[str, Schema] = {
 
 
 _ROOM_AND_USER = [_ROOM_ID, _USER_ID]
-_NO_CONTENT = {"204": {"description": "done"}}
 _FORBIDDEN = {"403": _error("refused: the rank of the user acted upon, or yourself")}
 _SANCTION_PATHS: dict[str, Schema] = {}
 for _kind, _scope, _params in (
@@ -437,7 +436,10 @@ for _kind, _scope, _params in (
         ),
         "delete": _op(
             f"Lift a {_kind}",
-            {**_NO_CONTENT, "404": _error(f"no such room, or no {_kind} in force")},
+            {
+                **_ok(f"the {_kind} lifted", _ref("Sanction")),
+                "404": _error(f"no such room, or no {_kind} in force"),
+            },
         ),
     }
 
