@@ -21,6 +21,7 @@ from tests.test_api import KEY, Api, http  # noqa: F401  (http is a fixture)
 
 pytest_plugins = ["tests.node_fixtures"]
 
+SECRET = "a-test-secret-of-at-least-32-bytes!"
 ROLES = ("member", "moderator", "owner", "admin")
 ATTRS = {"level": "1"}
 PASSING = {"level": {"in": ["1", "2"]}}
@@ -306,10 +307,10 @@ async def test_global_ban_closes_sessions_and_refuses_login(cast: Cast):
 
 
 async def test_a_jwt_admin_bans_globally(node_factory):
-    node = await node_factory(auth="jwt", jwt_secret="s3cret")
+    node = await node_factory(auth="jwt", jwt_secret=SECRET)
 
     def token(user: str, roles: list[str]) -> str:
-        return jwt.encode({"sub": user, "roles": roles}, "s3cret", algorithm="HS256")
+        return jwt.encode({"sub": user, "roles": roles}, SECRET, algorithm="HS256")
 
     boss = await node.client(auth={"token": token("boss", ["admin"])})
     ok(await boss.login("boss"))
