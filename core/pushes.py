@@ -210,15 +210,13 @@ def scope_target(room_id: str | None) -> Activity:
 
 def kicked(room_id: str, user: Member, reason: str, by: Member | None) -> Activity:
     """gn_kicked (to the user's sessions) and gn_user_kicked (to the room's members)."""
-    notice: Activity = {
+    notice = {
         "verb": "kick",
         "target": room_target(room_id),
         "object": {"id": user.id, "summary": user.name, "content": reason},
         "published": now_rfc3339(),
     }
-    if by is not None:
-        notice["actor"] = actor(by)
-    return notice
+    return _by(notice, by)
 
 
 def sanction(sanctioned: Sanction, verb: str, room_id: str | None) -> Activity:
@@ -282,18 +280,13 @@ def revision(
         "target": {"id": target_id, "objectType": target_kind},
         "object": changed,
     }
-    if editor is not None:
-        entry["actor"] = actor(editor)
-    return entry
+    return _by(entry, editor)
 
 
 def acl_changed(room: Room, by: Member | None) -> Activity:
     """gn_acl_changed: the room's access rules changed (members who no longer qualify
     then receive gn_kicked)."""
-    notice: Activity = {"verb": "set_acl", "target": room_object(room), "published": now_rfc3339()}
-    if by is not None:
-        notice["actor"] = actor(by)
-    return notice
+    return _by({"verb": "set_acl", "target": room_object(room), "published": now_rfc3339()}, by)
 
 
 def access_reply(room: Room, rules: dict[str, Any]) -> Activity:

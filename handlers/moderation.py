@@ -10,11 +10,12 @@ from core.sanctions import duration_seconds
 from server.hub import Session
 from server.node import Node
 
-from .messages import content, target
+from .messages import target
 from .rooms import logged_in, target_id
 from .validation import (
     MAX_ID_CHARS,
     BadRequest,
+    message_content,
     optional_string,
     required_object,
     required_string,
@@ -118,5 +119,5 @@ async def delete_message(node: Node, session: Session, request: dict[str, Any]) 
 
 async def edit_message(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:
     where, message = target(request), message_id(request)
-    text = content(required_object(request, "object"))
+    text = message_content(required_object(request, "object"))
     return await edits.edit(node, where, message, text, logged_in(session))
