@@ -16,7 +16,7 @@ from . import pushes, roles
 from .errors import BadRequest
 from .names import conversation_log, room_channel, room_log, user_channel
 from .rooms import get_room
-from .sanctions import require_not_muted
+from .sanctions import check_sender
 
 MAX_HISTORY_LIMIT = 500
 DEFAULT_HISTORY_LIMIT = 50
@@ -52,12 +52,12 @@ async def send(
     if target.kind == "room":
         if from_session is not None and target.id not in from_session.rooms:
             raise BadRequest(f"join room '{target.id}' before sending to it")
-        room = await get_room(node, target.id)
-        if from_session is not None:
-            # Checked on every message, so a new rule or a mute counts at once everywhere.
-            attributes = from_session.attributes
-            await roles.require_access(node, room, sender, attributes, "send")
-            await require_not_muted(node, room, sender)
+        if from_session is None:
+            await get_room(node, target.id)
+        else:
+            # Checked on every message (one store round trip), so a new rule or a mute
+            # counts at once on every node.
+            await check_sender(node, target.id, sender, from_session.attributes)
         # Every member, the sender included, receives the message.
         channels, log = [room_channel(target.id)], room_log(target.id)
     else:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from server.node import Node
 from storage.base import Member, Room, Sanction
 
-from .errors import BadRequest, Forbidden
+from . import access, roles
+from .errors import BadRequest, Forbidden, NotFound
 
 MAX_DURATION_SECONDS = 10 * 365 * 86_400
 _UNITS = {"s": 1, "m": 60, "h": 3_600, "d": 86_400}
@@ -82,7 +84,22 @@ async def require_not_banned_globally(node: Node, user_id: str) -> None:
         raise Forbidden(f"you are banned {time_left(ban)}{_because(ban)}")
 
 
-async def require_not_muted(node: Node, room: Room, user: Member) -> None:
-    mute = await node.store.sanction("mute", room.id, user.id)
-    if mute is not None and active(mute):
+async def check_sender(
+    node: Node, room_id: str, sender: Member, attributes: Mapping[str, str]
+) -> None:
+    """Forbidden unless the user may send to the room: its "send" rule admits them (or
+    they moderate it) and they are not muted there."""
+    check = await node.store.send_check(room_id, sender.id)
+    if not check.room_exists:
+        raise NotFound(f"there is no room with id '{room_id}'")
+    refused = check.rule is not None and not access.admits(check.rule, attributes)
+    mute = check.mute if active(check.mute) else None
+    if not refused and mute is None:
+        return
+    room = await node.store.get_room(room_id)  # only for a refusal: its name and roles
+    if room is None:
+        raise NotFound(f"there is no room with id '{room_id}'")
+    if refused:
+        await roles.require_access(node, room, sender, dict(attributes), "send")
+    if mute is not None:
         raise Forbidden(f"you are muted in room '{room.name}' {time_left(mute)}{_because(mute)}")

@@ -85,6 +85,15 @@ class Sanction:
 
 
 @dataclass(frozen=True)
+class SendCheck:
+    """What sending to a room from a user needs to know, read in one step."""
+
+    room_exists: bool
+    rule: str | None  # the room's access rule for "send" (JSON text), if any
+    mute: Sanction | None  # the user's mute in the room, expired or not
+
+
+@dataclass(frozen=True)
 class Dedupe:
     """Makes an append idempotent: a second append with the same ``key`` to the same log
     within ``ttl_ms`` stores and publishes nothing and returns the first one."""
@@ -212,6 +221,11 @@ class Store(Protocol):
 
     async def sanctions(self, kind: str, scope: str | None) -> list[Sanction]:
         """Every sanction of ``kind`` in ``scope``, sorted by user id."""
+        ...
+
+    async def send_check(self, room_id: str, user_id: str) -> SendCheck:
+        """Whether the room exists, its "send" rule and the user's mute there: what every
+        message from a user needs, in one round trip."""
         ...
 
     # -- presence ----------------------------------------------------------------------

@@ -23,6 +23,7 @@ from storage.base import (
     RoomNameTaken,
     RoomSummary,
     Sanction,
+    SendCheck,
     UserPresence,
 )
 
@@ -229,6 +230,13 @@ class MemoryStore:
     async def sanctions(self, kind: str, scope: str | None) -> list[Sanction]:
         table = self._sanctions(kind, scope) or {}
         return [table[uid] for uid in sorted(table)]
+
+    async def send_check(self, room_id: str, user_id: str) -> SendCheck:
+        state = self._rooms.get(room_id)
+        if state is None:
+            return SendCheck(False, None, None)
+        mute = state.sanctions.get("mute", {}).get(user_id)
+        return SendCheck(True, state.rules.get("send"), mute)
 
     # -- presence ----------------------------------------------------------------------
 

@@ -34,6 +34,7 @@ from storage.base import (
     RoomNameTaken,
     RoomSummary,
     Sanction,
+    SendCheck,
     StoreUnavailable,
     UserPresence,
 )
@@ -606,6 +607,20 @@ class RedisStore:
     async def sanctions(self, kind: str, scope: str | None) -> list[Sanction]:
         found = _text_map(await self._redis.hgetall(self._sanctions_key(kind, scope)))
         return [_sanction_from_json(uid, found[uid]) for uid in sorted(found)]
+
+    @_unavailable_as_store_error
+    async def send_check(self, room_id: str, user_id: str) -> SendCheck:
+        k = self._keys
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.exists(k.room_info(room_id))
+        pipe.hget(k.room_rules(room_id), "send")
+        pipe.hget(k.room_mutes(room_id), user_id)
+        exists, rule, mute = await pipe.execute()
+        return SendCheck(
+            bool(exists),
+            None if rule is None else _text(rule),
+            None if mute is None else _sanction_from_json(user_id, _text(mute)),
+        )
 
     # -- presence ----------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from storage.base import Fanout, Member, Sanction, Store
+from storage.base import Fanout, Member, Sanction, SendCheck, Store
 from tests.test_store_contract import (  # noqa: F401  (fixtures)
     ALICE,
     BOB,
@@ -162,3 +162,14 @@ async def test_a_users_name_in_a_sanction(store: Store) -> None:
     await store.impose("ban", room_id, Sanction(Member("dave", "Dave D"), "r", "x", 5))
     found = await store.sanction("ban", room_id, "dave")
     assert found is not None and found.user == Member("dave", "Dave D")
+
+
+async def test_send_check_reads_the_send_rule_and_the_mute(store: Store) -> None:
+    room_id = await new_room(store)
+    assert await store.send_check(room_id, "bob") == SendCheck(True, None, None)
+    mute = Sanction(BOB, "loud", "alice", None)
+    await store.impose("mute", room_id, mute)
+    await store.set_rules(room_id, {"send": '[{"a":"1"}]', "join": '[{"b":"2"}]'})
+    assert await store.send_check(room_id, "bob") == SendCheck(True, '[{"a":"1"}]', mute)
+    assert await store.send_check(room_id, "carol") == SendCheck(True, '[{"a":"1"}]', None)
+    assert await store.send_check("ghost", "bob") == SendCheck(False, None, None)
