@@ -90,8 +90,6 @@ async def check_sender(
     """Forbidden unless the user may send to the room: its "send" rule admits them (or
     they moderate it) and they are not muted there."""
     check = await node.store.send_check(room_id, sender.id)
-    if not check.room_exists:
-        raise NotFound(f"there is no room with id '{room_id}'")
     refused = check.rule is not None and not access.admits(check.rule, attributes)
     mute = check.mute if active(check.mute) else None
     if not refused and mute is None:

@@ -88,7 +88,6 @@ class Sanction:
 class SendCheck:
     """What sending to a room from a user needs to know, read in one step."""
 
-    room_exists: bool
     rule: str | None  # the room's access rule for "send" (JSON text), if any
     mute: Sanction | None  # the user's mute in the room, expired or not
 
@@ -224,8 +223,8 @@ class Store(Protocol):
         ...
 
     async def send_check(self, room_id: str, user_id: str) -> SendCheck:
-        """Whether the room exists, its "send" rule and the user's mute there: what every
-        message from a user needs, in one round trip."""
+        """The room's "send" rule and the user's mute there: what every message from a
+        user needs, in one round trip (nothing for an unknown room)."""
         ...
 
     # -- presence ----------------------------------------------------------------------

@@ -234,9 +234,8 @@ class MemoryStore:
     async def send_check(self, room_id: str, user_id: str) -> SendCheck:
         state = self._rooms.get(room_id)
         if state is None:
-            return SendCheck(False, None, None)
-        mute = state.sanctions.get("mute", {}).get(user_id)
-        return SendCheck(True, state.rules.get("send"), mute)
+            return SendCheck(None, None)
+        return SendCheck(state.rules.get("send"), state.sanctions.get("mute", {}).get(user_id))
 
     # -- presence ----------------------------------------------------------------------
 

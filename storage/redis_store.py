@@ -182,6 +182,11 @@ for i = 6, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. AR
 return seq
 """
 
+# KEYS: room_rules, room_mutes.  ARGV: uid.  Returns {send rule or false, mute or false}.
+_SEND_CHECK = """
+return {redis.call('HGET', KEYS[1], 'send'), redis.call('HGET', KEYS[2], ARGV[1])}
+"""
+
 # KEYS: session_info, node_sessions(node), session_rooms, user_sessions, user_info.
 # ARGV: sid, uid, name, node, node_sessions template, room_users template
 _REGISTER_SESSION = (
@@ -403,6 +408,7 @@ class RedisStore:
         self._impose = client.register_script(_IMPOSE)
         self._remove_from_room = client.register_script(_REMOVE_FROM_ROOM)
         self._revise = client.register_script(_REVISE)
+        self._send_check = client.register_script(_SEND_CHECK)
         self._node_sessions_template = split_template(keys.node_sessions)
         self._room_users_template = split_template(keys.room_users)
         self._drop_templates = (
@@ -610,14 +616,12 @@ class RedisStore:
 
     @_unavailable_as_store_error
     async def send_check(self, room_id: str, user_id: str) -> SendCheck:
+        # One script rather than a pipeline: a third of the client CPU, on every message.
         k = self._keys
-        pipe = self._redis.pipeline(transaction=False)
-        pipe.exists(k.room_info(room_id))
-        pipe.hget(k.room_rules(room_id), "send")
-        pipe.hget(k.room_mutes(room_id), user_id)
-        exists, rule, mute = await pipe.execute()
+        rule, mute = await self._send_check(
+            keys=[k.room_rules(room_id), k.room_mutes(room_id)], args=[user_id]
+        )
         return SendCheck(
-            bool(exists),
             None if rule is None else _text(rule),
             None if mute is None else _sanction_from_json(user_id, _text(mute)),
         )

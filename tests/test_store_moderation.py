@@ -166,10 +166,10 @@ async def test_a_users_name_in_a_sanction(store: Store) -> None:
 
 async def test_send_check_reads_the_send_rule_and_the_mute(store: Store) -> None:
     room_id = await new_room(store)
-    assert await store.send_check(room_id, "bob") == SendCheck(True, None, None)
+    assert await store.send_check(room_id, "bob") == SendCheck(None, None)
     mute = Sanction(BOB, "loud", "alice", None)
     await store.impose("mute", room_id, mute)
     await store.set_rules(room_id, {"send": '[{"a":"1"}]', "join": '[{"b":"2"}]'})
-    assert await store.send_check(room_id, "bob") == SendCheck(True, '[{"a":"1"}]', mute)
-    assert await store.send_check(room_id, "carol") == SendCheck(True, '[{"a":"1"}]', None)
-    assert await store.send_check("ghost", "bob") == SendCheck(False, None, None)
+    assert await store.send_check(room_id, "bob") == SendCheck('[{"a":"1"}]', mute)
+    assert await store.send_check(room_id, "carol") == SendCheck('[{"a":"1"}]', None)
+    assert await store.send_check("ghost", "bob") == SendCheck(None, None)
