@@ -19,7 +19,7 @@ from storage.base import Member, Room, RoomNameTaken, RoomSummary
 
 from . import access, acl, pushes, roles
 from .control import leave_op, recheck_op
-from .errors import BadRequest, Conflict, Forbidden, NotFound
+from .errors import BadRequest, Conflict, NotFound
 from .names import room_channel, room_log
 from .sanctions import require_not_banned
 from .sessions import announce_joined, announce_left
@@ -37,12 +37,6 @@ async def get_room(node: Node, room_id: str) -> Room:
     if room is None:
         raise NotFound(f"there is no room with id '{room_id}'")
     return room
-
-
-def require_admission(room: Room, user: Member, attributes: Mapping[str, str]) -> None:
-    reason = acl.refusal(room, user.id, attributes)
-    if reason is not None:
-        raise Forbidden(reason)
 
 
 async def require_owner(node: Node, room: Room, by: Member | None, what: str) -> None:
