@@ -1,7 +1,7 @@
 """Moderation across nodes, and through the HTTP API.
 
-Two in-process nodes on the real Redis: an action taken on node A reaches the user's
-sessions on node B (and A). The HTTP API's moderation endpoints run on both stores.
+Two in-process nodes on the real Redis (one server, and a Redis Cluster): an action
+taken on node A reaches the user's sessions on node B (and A). The HTTP API's moderation endpoints run on both stores.
 A node restart in the middle of a ban runs real node processes (``DinoNode``).
 """
 
@@ -31,7 +31,7 @@ async def two_nodes(node_factory) -> tuple[RunningNode, RunningNode]:
     return await node_factory(api_keys=(KEY,)), await node_factory(api_keys=(KEY,))
 
 
-@pytest.mark.parametrize("backend", ["redis"])
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
 async def test_kick_ban_mute_reach_sessions_on_every_node(node_factory, http):  # noqa: F811
     node_a, node_b = await two_nodes(node_factory)
     owner = await node_a.client(user="owner")
@@ -71,7 +71,7 @@ async def test_kick_ban_mute_reach_sessions_on_every_node(node_factory, http):  
     assert [u["id"] for u in users["object"]["attachments"]] == ["owner", "watcher"]
 
 
-@pytest.mark.parametrize("backend", ["redis"])
+@pytest.mark.parametrize("backend", ["redis", "cluster"])
 async def test_delete_edit_and_rules_reach_every_node(node_factory, http):  # noqa: F811
     node_a, node_b = await two_nodes(node_factory)
     owner = await node_a.client(user="owner")
