@@ -1,8 +1,9 @@
 """Moderation across nodes, and through the HTTP API.
 
 Two in-process nodes on the real Redis (one server, and a Redis Cluster): an action
-taken on node A reaches the user's sessions on node B (and A). The HTTP API's moderation endpoints run on both stores.
-A node restart in the middle of a ban runs real node processes (``DinoNode``).
+taken on node A reaches the user's sessions on node B (and A). The HTTP API's moderation
+endpoints run on every store. A node restart in the middle of a ban runs real node
+processes (``DinoNode``).
 """
 
 from __future__ import annotations
