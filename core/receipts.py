@@ -20,11 +20,11 @@ from server.hub import Session
 from server.node import Node
 from storage.base import Position
 
-from . import pushes
+from . import pushes, roles
 from .errors import BadRequest
 from .messages import MAX_HISTORY_LIMIT, Target
 from .names import conversation_log, room_log, user_channel
-from .rooms import get_room, require_admission
+from .rooms import get_room
 
 KINDS = {"read": pushes.MESSAGE_READ_EVENT, "received": pushes.MESSAGE_RECEIVED_EVENT}
 
@@ -40,7 +40,7 @@ async def log_of(node: Node, session: Session, target: Target) -> str:
     assert session.member is not None
     if target.kind == "room":
         room = await get_room(node, target.id)
-        require_admission(room, session.member, session.attributes)
+        await roles.require_access(node, room, session.member, session.attributes, "history")
         return room_log(room.id)
     return conversation_log(session.member.id, target.id)
 

@@ -8,7 +8,8 @@ last ``seq`` it showed and that log's ``epoch``. For each, the server
 2. reads the log's head: a changed epoch (or a seq beyond the head) is a *reset*, and
    the client is given the log from its start; a seq older than the oldest kept entry is
    a *gap*, reported with ``gn_gap`` before the rest is replayed,
-3. writes the missed entries as ``message`` events, oldest first,
+3. writes the missed entries as they were pushed (``message``, or a deletion or edit
+   of one), oldest first,
 4. releases the held deliveries, dropping those the replay already wrote.
 
 Steps 3 and 4 write on the path live deliveries take, without awaiting in between, so
@@ -20,9 +21,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import ujson
-
-from server.gaps import message_seq
+from server.gaps import conversation_of, message_seq, packet_of_entry
 from server.hub import Session
 from server.node import Node
 from server.wire import (
@@ -164,8 +163,8 @@ async def _replay_log(
         entries = await node.store.history(name, before=head.seq + 1, since=since, limit=PAGE)
         if not entries:
             break  # trimmed meanwhile, or removed: the gap shows in the seqs
-        for entry in entries:
-            node.hub.write(session, _MESSAGE_HEAD + entry + _MESSAGE_TAIL)
+        for entry in entries:  # a message, or a deletion or edit of one
+            node.hub.write(session, packet_of_entry(entry))
         outcome.replayed += len(entries)
         last = message_seq(envelope("", _MESSAGE_HEAD + entries[-1]))
         if last is None or last <= since:
@@ -176,27 +175,17 @@ async def _replay_log(
 def _write_held(
     node: Node, session: Session, channel: str, payloads: list[str], replay: _Replay
 ) -> None:
-    """Write held live deliveries, minus the messages the replay wrote already."""
-    assert session.member is not None
+    """Write held live deliveries, minus the log entries the replay wrote already."""
     for payload in payloads:
         skip, text = open_envelope(payload)
         if skip == session.sid:
             continue
-        if skip[:1] != CONTROL_MARK and text.startswith(_MESSAGE_HEAD):
-            name = _log_of(session.member.id, channel, text)
-            seq = message_seq(payload)
-            if name is not None and seq is not None and seq <= replay.last.get(name, -1):
+        seq = message_seq(payload) if skip[:1] != CONTROL_MARK else None
+        if seq is not None:
+            if channel.startswith("room:"):
+                name: str | None = room_log(channel.removeprefix("room:"))
+            else:
+                name = conversation_of(payload)
+            if name is not None and seq <= replay.last.get(name, -1):
                 continue
         node.hub.write(session, text)
-
-
-def _log_of(member_id: str, channel: str, text: str) -> str | None:
-    """The log a live message packet belongs to."""
-    if channel.startswith("room:"):
-        return room_log(channel.removeprefix("room:"))
-    try:
-        message = ujson.loads(text[len(_MESSAGE_HEAD) : -len(_MESSAGE_TAIL)])
-        sender, to = message["actor"]["id"], message["target"]["id"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return conversation_log(sender, to)

@@ -2,9 +2,9 @@
 
 A user sets a status with ``status``; it is kept across sessions. Others see
 ``offline`` for a user without sessions, and for an invisible one: an invisible user is
-left out of room member lists and their joins and leaves are not announced (only viewers
-``core.visibility.sees_invisible`` admits see them). Turning invisible looks like leaving
-the rooms one is in; turning visible again like joining them.
+left out of room member lists and their joins and leaves are not announced (admins and
+the backend still see them in lists and statuses: ``core.visibility``). Turning
+invisible looks like leaving the rooms one is in; turning visible again like joining.
 
 Whether a user may be invisible is decided at login: under ``--auth jwt`` by the token's
 ``invisible`` claim (true), under ``--auth open`` anyone may (anyone may be anyone there).
@@ -37,8 +37,8 @@ class Shown:
     last_seen_ms: int | None
 
 
-def shown(user: UserStatus, viewer: Session | None) -> Shown:
-    if user.sessions == 0 or (user.status == INVISIBLE and not sees_invisible(viewer)):
+def shown(user: UserStatus, sees_invisible_users: bool) -> Shown:
+    if user.sessions == 0 or (user.status == INVISIBLE and not sees_invisible_users):
         status = "offline"
     else:
         status = user.status or "online"
@@ -47,7 +47,8 @@ def shown(user: UserStatus, viewer: Session | None) -> Shown:
 
 async def get(node: Node, user_ids: Sequence[str], viewer: Session | None) -> list[Shown]:
     """Status and last seen of up to MAX_USERS users, in one store round trip."""
-    return [shown(u, viewer) for u in await node.store.user_statuses(user_ids)]
+    admin = await sees_invisible(node, viewer)
+    return [shown(u, admin) for u in await node.store.user_statuses(user_ids)]
 
 
 async def invisible_ids(node: Node, user_ids: Sequence[str]) -> set[str]:
@@ -61,7 +62,7 @@ async def visible_members(
 ) -> list[Member]:
     """``members`` without the invisible ones, unless the viewer may see them (a user
     always sees themselves)."""
-    if sees_invisible(viewer) or not members:
+    if not members or await sees_invisible(node, viewer):
         return members
     hidden = await invisible_ids(node, [m.id for m in members])
     me = viewer.member.id if viewer is not None and viewer.member is not None else None

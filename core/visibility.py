@@ -1,13 +1,15 @@
-"""Who may see invisible users: the one hook for roles.
-
-Issue 10 (moderation) brings admin roles; until then only the backend (``viewer`` None,
-the HTTP API) sees invisible users. Replace ``sees_invisible`` with a role check there.
-"""
+"""Who may see invisible users: the backend (the HTTP API, ``viewer`` None) and admins
+(``core.roles``: a JWT ``roles`` claim, or made admin through the API)."""
 
 from __future__ import annotations
 
 from server.hub import Session
+from server.node import Node
+
+from . import roles
 
 
-def sees_invisible(viewer: Session | None) -> bool:
-    return viewer is None
+async def sees_invisible(node: Node, viewer: Session | None) -> bool:
+    if viewer is None:
+        return True
+    return viewer.member is not None and await roles.is_admin(node, viewer.member)

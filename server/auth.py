@@ -6,7 +6,6 @@ only a token signed with the shared secret, whose claims win over what the clien
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,6 +19,7 @@ class Identity:
     id: str | None
     name: str | None
     attributes: dict[str, str] = field(default_factory=dict)
+    roles: frozenset[str] = frozenset()  # global roles ("admin"): from a JWT claim only
     may_be_invisible: bool = False  # whether the user may set the status "invisible"
 
 
@@ -30,13 +30,14 @@ class Authenticator(Protocol):
 
 
 class OpenAuth:
-    """Anyone may log in as anyone: the client's claim is taken as is."""
+    """Anyone may log in as anyone: the client's claim is taken as is (but never a global
+    role: admins are then named through the HTTP API only)."""
 
     def authenticate(self, claimed: Identity, token: str | None) -> Identity:
         if claimed.id is None:
             raise BadRequest("actor.id is required")
         # Anyone may be anyone here, so anyone may be invisible too.
-        return dataclasses.replace(claimed, may_be_invisible=True)
+        return Identity(claimed.id, claimed.name, claimed.attributes, may_be_invisible=True)
 
 
 class JwtAuth:
@@ -73,11 +74,13 @@ class JwtAuth:
                     if isinstance(v, (str, int, float))
                 }
             )
+        raw_roles = claims.get("roles")
+        roles = frozenset(
+            r for r in (raw_roles if isinstance(raw_roles, list) else []) if isinstance(r, str)
+        )
+        display = name if isinstance(name, str) and name else user_id
         return Identity(
-            user_id,
-            name if isinstance(name, str) and name else user_id,
-            attributes,
-            may_be_invisible=claims.get("invisible") is True,
+            user_id, display, attributes, roles, may_be_invisible=claims.get("invisible") is True
         )
 
 

@@ -40,6 +40,7 @@ class Settings:
     api_keys: tuple[str, ...] = ()  # () -> the HTTP API is off
     idempotency_ttl: float = 86_400.0  # seconds a client id / Idempotency-Key is remembered
     max_api_body_bytes: int = 1_048_576
+    edit_window: float = 900.0  # seconds a sender may edit or delete their own message
     receipts_max_room_size: int = 50  # rooms with more members send no read receipts
 
     @property
@@ -73,6 +74,7 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("idempotency_ttl", float, "seconds a message's client id or Idempotency-Key is kept"),
     ("max_api_body_bytes", int, "largest HTTP API request body, bytes"),
+    ("edit_window", float, "seconds a sender may edit or delete their own message"),
     ("receipts_max_room_size", int, "rooms of more members send no read/received receipts"),
 )
 

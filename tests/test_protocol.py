@@ -654,6 +654,7 @@ async def test_join_reply_has_the_seed_shape(node: RunningNode, transport: str):
                 "attachments": [
                     {"objectType": "history", "attachments": [entry(m) for m in sent]},
                     {"objectType": "owner", "attachments": [{"id": "alice", "content": "Alice"}]},
+                    {"objectType": "moderator", "attachments": []},
                     {
                         "objectType": "acl",
                         "attachments": [

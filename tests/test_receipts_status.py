@@ -166,7 +166,8 @@ async def test_status_last_seen_and_invisibility(node: RunningNode) -> None:
     assert [m["id"] for m in members["object"]["attachments"]] == ["alice"]
     carol = await node.client(user="carol")
     joined = ok(await carol.join(room_id))
-    listed = joined["object"]["attachments"][3]["attachments"]
+    [users] = [a for a in joined["object"]["attachments"] if a["objectType"] == "user"]
+    listed = users["attachments"]
     assert [m["id"] for m in listed] == ["alice", "carol"]
     bob_view = ok(await bob.call("users_in_room", {"verb": "list", "target": {"id": room_id}}))
     assert "bob" in [m["id"] for m in bob_view["object"]["attachments"]]  # sees himself
@@ -217,3 +218,26 @@ async def test_receipts_unread_and_status_across_nodes(node_factory: Any) -> Non
     assert (await conversations(bob))["attachments"][0]["unread"] == 0
     ok(await bob.call("status", {"verb": "away"}))
     assert (await statuses(alice, "bob"))["bob"]["status"] == "away"
+
+
+async def test_admins_see_invisible_users(node_factory: Any) -> None:
+    node = await node_factory(auth="jwt", jwt_secret=SECRET)
+
+    async def person(claims: dict[str, Any]) -> ChatClient:
+        client = await node.client(auth={"token": jwt.encode(claims, SECRET)})
+        ok(await client.call("login", {}))
+        client.user = claims["sub"]
+        return client
+
+    ghost = await person({"sub": "ghost", "invisible": True})
+    admin = await person({"sub": "root", "roles": ["admin"]})
+    plain = await person({"sub": "plain"})
+    room_id = await admin.create("lobby")
+    ok(await ghost.call("status", {"verb": "invisible"}))
+    ok(await ghost.join(room_id))
+    listing = {"verb": "list", "target": {"id": room_id}}
+    seen_by_admin = ok(await admin.call("users_in_room", listing))["object"]["attachments"]
+    assert [u["id"] for u in seen_by_admin] == ["ghost"]
+    assert (await statuses(admin, "ghost"))["ghost"]["status"] == "invisible"
+    assert ok(await plain.call("users_in_room", listing))["object"]["attachments"] == []
+    assert (await statuses(plain, "ghost"))["ghost"]["status"] == "offline"

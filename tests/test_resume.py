@@ -269,3 +269,29 @@ async def test_a_restarted_memory_node_starts_new_epochs(node_factory: Any) -> N
     [outcome] = await resume(bob, log("user", "carol", 1, old["epoch"]))
     assert outcome["status"] == "reset" and outcome["epoch"] == new["epoch"]
     assert [m["object"]["content"] for m in bob.events("message")] == ["after"]
+
+
+async def test_resume_replays_deletions_and_edits_as_they_were_pushed(node: RunningNode) -> None:
+    alice = await node.client(user="alice")
+    room_id = await alice.create("lobby")
+    ok(await alice.join(room_id))
+    first = ok(await alice.say(room_id, "oops"))
+    ok(await alice.say(room_id, "fine"))
+    deleted = ok(
+        await alice.call(
+            "delete_message",
+            {
+                "verb": "delete",
+                "target": {"id": room_id},
+                "object": {"id": first["id"]},
+            },
+        )
+    )
+    bob = await node.client(user="bob")
+    [outcome] = await resume(bob, log("room", room_id, 1, first["epoch"]))
+    assert (outcome["status"], outcome["replayed"]) == ("ok", 2)
+    [removal] = await bob.wait_for("gn_message_deleted")
+    assert removal["seq"] == deleted["seq"] == 3 and removal["epoch"] == first["epoch"]
+    assert seqs_of(bob, room_id) == [2]
+    names = [n for n in bob.names() if n in ("message", "gn_message_deleted")]
+    assert names == ["message", "gn_message_deleted"]

@@ -126,6 +126,7 @@ def test_every_option_has_an_environment_variable():
         "DINO_API_KEYS": "old-key, new-key",
         "DINO_IDEMPOTENCY_TTL": "60",
         "DINO_MAX_API_BODY_BYTES": "4096",
+        "DINO_EDIT_WINDOW": "120",
         "DINO_RECEIPTS_MAX_ROOM_SIZE": "5",
     }
     settings = parse(**env)
@@ -153,6 +154,7 @@ def test_every_option_has_an_environment_variable():
         api_keys=("old-key", "new-key"),
         idempotency_ttl=60.0,
         max_api_body_bytes=4096,
+        edit_window=120.0,
         receipts_max_room_size=5,
     )
     # Every Settings field is reachable from the environment (DINO_REDIS_CLUSTER_NODES
