@@ -27,7 +27,16 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     node = await create_node(settings, node_id)
     cluster = Cluster(node)
     await cluster.start()
-    server = HTTPServer(make_app(node, static_dir), xheaders=True)
+    server = HTTPServer(
+        make_app(node, static_dir),
+        xheaders=True,
+        # Tornado's defaults (100 MB bodies, an hour for headers) let a few raw requests
+        # cost hundreds of MB, or hold a connection with a byte every few seconds.
+        max_body_size=settings.max_packet_bytes,
+        max_buffer_size=settings.max_packet_bytes + 65_536,
+        idle_connection_timeout=settings.header_timeout,
+        body_timeout=settings.header_timeout,
+    )
     server.add_sockets(sockets)
     if settings.auth == "open":
         log.warning("--auth open: any client may log in as any user; use --auth jwt in production")

@@ -20,7 +20,6 @@ from storage.base import StoreUnavailable
 
 from .hub import Session
 from .node import Node
-from .ratelimit import TokenBucket
 from .wire import NAMESPACE
 
 log = logging.getLogger("dino.namespace")
@@ -46,8 +45,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_connect(self, sid: str, auth: Any) -> None:
         eio_sid = self.node.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
         session = self.node.hub.add_session(sid, eio_sid)
-        settings = self.node.settings
-        session.bucket = TokenBucket(settings.max_events_per_second, settings.max_event_burst)
+        # The engine.io connection's budget: reconnecting the namespace does not refill it.
+        session.bucket = self.node.sio.engine.bucket_of(eio_sid)
         if isinstance(auth, dict) and isinstance(auth.get("token"), str):
             session.token = auth["token"]
         await self.node.send(session, "gn_connect", {"status_code": 200})

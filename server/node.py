@@ -72,12 +72,15 @@ async def create_node(settings: Settings, node_id: str) -> Node:
     sio = create_socket_server(
         compression=settings.compression,
         send_buffer_bytes=settings.send_buffer_bytes,
-        # Frames larger than this close the connection (socket.io's maxHttpBufferSize);
-        # anything up to it that breaks a rule gets a 400.
-        max_packet_bytes=max(65_536, 8 * settings.max_message_bytes),
+        max_packet_bytes=settings.max_packet_bytes,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
         cors_origins=settings.cors_origins,
+        event_rate=settings.max_events_per_second,
+        event_burst=settings.max_event_burst,
+        connect_timeout=settings.connect_timeout,
+        max_connections=settings.max_connections,
+        max_connections_per_address=settings.max_connections_per_address,
     )
     outage = OutageLog()
     hub = Hub(sio.engine.enqueue, sio.engine.links)
