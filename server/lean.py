@@ -91,6 +91,8 @@ class LeanSocket(EngineSession):
 
     async def receive(self, message: str | bytes) -> None:
         server = self.server
+        if self.closing or self.closed:
+            return  # frames that were in flight when the session was closed
         if isinstance(message, bytes):
             # Binary frames carry socket.io attachments; dino's protocol is JSON, and
             # python-socketio would buffer every announced attachment without a bound.

@@ -45,7 +45,13 @@ CLOSE = "1"
 
 
 class BadPacket(Exception):
-    """A packet that is not engine.io v4: the session that sent it is closed."""
+    """A packet the session does not accept: the session that sent it is closed.
+
+    ``offence`` is the ``/health`` counter it is counted under."""
+
+    def __init__(self, message: str, offence: str = "malformed_packets") -> None:
+        super().__init__(message)
+        self.offence = offence
 
 
 class PollingSocket(EngineSession):
@@ -176,12 +182,10 @@ class PollingSocket(EngineSession):
                 if self.closing or self.closed:
                     break
         except BadPacket as exc:
-            self.server.edge.offence(
-                "malformed_packets", self.address, "closing %s: %s", self.sid, exc
-            )
+            self.server.edge.offence(exc.offence, self.address, "closing %s: %s", self.sid, exc)
             # Like Node: the session ends at once, a later GET gets 400.
             await self.close(abort=True, reason=self.server.reason.TRANSPORT_ERROR)
-            return 400, f"malformed packet: {exc}"
+            return 400, str(exc)
         finally:
             self._posting = False
         return 200, "ok"
@@ -198,13 +202,10 @@ class PollingSocket(EngineSession):
         elif kind == "2":
             self.write_text("3" + data)
         elif kind == "b":
-            server.edge.offence(
-                "binary_refused", self.address, "closing %s: binary packets are not accepted",
-                self.sid,
-            )
-            await self.close(abort=False, reason=server.reason.SERVER_DISCONNECT)
+            # Binary carries socket.io attachments; dino's protocol is JSON.
+            raise BadPacket("binary packets are not accepted", "binary_refused")
         elif kind != "6":
-            raise BadPacket(f"invalid engine.io packet {text[:16]!r}")
+            raise BadPacket(f"malformed packet: invalid engine.io packet {text[:16]!r}")
 
     # -- closing -----------------------------------------------------------------------
 
@@ -252,10 +253,10 @@ def decode_payload(body: bytes) -> list[str]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise BadPacket("the body is not UTF-8 text") from None
+        raise BadPacket("malformed packet: the body is not UTF-8 text") from None
     packets = text.split(SEPARATOR)
     if any(not packet for packet in packets):
-        raise BadPacket("empty packet")
+        raise BadPacket("malformed packet: empty packet")
     return packets
 
 
