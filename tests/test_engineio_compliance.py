@@ -122,7 +122,9 @@ async def test_polling_sends_and_receives_several_packets(wire: Wire) -> None:
     ]
 
 
-async def test_polling_binary_packet_is_refused_and_closes_the_session(wire: Wire, compliance_node) -> None:
+async def test_polling_binary_packet_is_refused_and_closes_the_session(
+    wire: Wire, compliance_node
+) -> None:
     sid = await wire.open_polling()
     status, text = await wire.post(sid, CONNECT + "\x1ebAQIDBA==")
     assert (status, text) == (400, "binary packets are not accepted")
@@ -130,7 +132,9 @@ async def test_polling_binary_packet_is_refused_and_closes_the_session(wire: Wir
     assert (await health(compliance_node))["edge"]["binary_refused"] == 1
 
 
-async def test_polling_closes_the_session_upon_invalid_packet_format(wire: Wire, compliance_node) -> None:
+async def test_polling_closes_the_session_upon_invalid_packet_format(
+    wire: Wire, compliance_node
+) -> None:
     sid = await wire.open_polling()
     status, text = await wire.post(sid, "abc")
     assert status == 400 and "malformed packet" in text
