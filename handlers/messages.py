@@ -65,6 +65,11 @@ async def message(node: Node, session: Session, request: dict[str, Any]) -> Acti
     content, object_type = _content(node, request)
     if kind == "room" and target_id not in session.rooms:
         raise BadRequest(f"join room '{target_id}' before sending to it")
+    if kind == "user" and not node.limits.conversations.allow(sender.id, target_id):
+        raise BadRequest(
+            "too many new conversations: at most "
+            f"{node.limits.conversations.limit} users per hour"
+        )
     activity: Activity = {
         "id": str(uuid.uuid4()),
         "published": now_rfc3339(),
@@ -102,4 +107,25 @@ async def history(node: Node, session: Session, request: dict[str, Any]) -> Acti
     entries = await node.store.history(
         log, before=before, since=since, limit=limit or DEFAULT_HISTORY_LIMIT
     )
-    return listing(target_id, "history", [history_entry(ujson.loads(e)) for e in entries])
+    # 500 entries of 10 KiB would outgrow the send buffer and drop the reader as a slow
+    # consumer: the reply is cut at --max-history-reply-bytes and says there is more.
+    # Catching up (since) keeps the oldest entries; paging back keeps the newest.
+    kept = within_bytes(entries, node.settings.max_history_reply_bytes, oldest=since is not None)
+    reply = listing(target_id, "history", [history_entry(ujson.loads(e)) for e in kept])
+    if len(kept) < len(entries):
+        reply["more"] = True
+    return reply
+
+
+def within_bytes(entries: list[str], budget: int, *, oldest: bool) -> list[str]:
+    """The longest run of ``entries`` (oldest first) from the old end (``oldest``) or the
+    new end whose JSON fits in ``budget`` bytes; at least one entry."""
+    ordered = entries if oldest else entries[::-1]
+    kept: list[str] = []
+    used = 0
+    for entry in ordered:
+        used += len(entry.encode()) + 1
+        if kept and used > budget:
+            break
+        kept.append(entry)
+    return kept if oldest else kept[::-1]

@@ -54,6 +54,10 @@ async def create(node: Node, session: Session, request: dict[str, Any]) -> Activ
     member = logged_in(session)
     target = required_object(request, "target")
     name = required_string(target, "displayName", "target.")
+    if not node.limits.rooms.allow(member.id):
+        raise BadRequest(
+            f"too many rooms created: at most {node.limits.rooms.limit} per hour per user"
+        )
     try:
         room = await node.store.create_room(str(uuid.uuid4()), name, member)
     except RoomNameTaken:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from server import expiry
 from server.auth import Identity
 from server.hub import Session, room_channel, user_channel
 from server.node import Node
@@ -34,6 +35,7 @@ async def login(node: Node, session: Session, request: dict[str, Any]) -> Activi
     await node.hub.listen(user_channel(member.id), session.sid)
     session.member = member
     session.attributes = dict(identity.attributes)
+    expiry.arm(node, session, identity.expires_at)  # a fresh token re-arms it
     return {
         "verb": "login",
         "actor": {

@@ -6,9 +6,13 @@ A handler never indexes a payload directly; it asks here, and a bad value become
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 MAX_ID_CHARS = 128
+# C0 controls, DEL and C1 controls (Unicode category Cc): in an id they would break log
+# lines, terminals and other clients' displays; U+0085 is even a line break.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 MAX_NAME_CHARS = 128
 
 
@@ -63,10 +67,15 @@ def optional_string(
         raise BadRequest(f"{where}{key} must not be empty")
     if len(text) > max_chars:
         raise BadRequest(f"{where}{key} is longer than {max_chars} characters")
-    if any(ord(ch) < 32 for ch in text):
+    if _CONTROL.search(text):
         raise BadRequest(f"{where}{key} must not contain control characters")
     utf8_size(text, f"{where}{key}")
     return text
+
+
+def checked_id(value: Any, what: str) -> str:
+    """An id that did not come in a request (a JWT ``sub``), held to the same rules."""
+    return required_string({what: value}, what, max_chars=MAX_ID_CHARS)
 
 
 def encodable(text: str) -> str:

@@ -7,9 +7,9 @@ import logging
 import socket
 from pathlib import Path
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from .accept import PausingHTTPServer
 from .app import make_app
 from .cluster import Cluster
 from .node import create_node
@@ -27,7 +27,7 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     node = await create_node(settings, node_id)
     cluster = Cluster(node)
     await cluster.start()
-    server = HTTPServer(
+    server = PausingHTTPServer(
         make_app(node, static_dir),
         xheaders=True,
         # Tornado's defaults (100 MB bodies, an hour for headers) let a few raw requests
@@ -37,6 +37,7 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
         idle_connection_timeout=settings.header_timeout,
         body_timeout=settings.header_timeout,
     )
+    server.edge = node.sio.engine.edge
     server.add_sockets(sockets)
     if settings.auth == "open":
         log.warning("--auth open: any client may log in as any user; use --auth jwt in production")

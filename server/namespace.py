@@ -18,6 +18,7 @@ from handlers.session import disconnect
 from handlers.validation import BadRequest, encodable, request_object
 from storage.base import StoreUnavailable
 
+from . import expiry
 from .hub import Session
 from .node import Node
 from .wire import NAMESPACE
@@ -55,6 +56,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         session = self.node.hub.remove_session(sid)
         if session is None:
             return
+        expiry.disarm(session)
+        if session.member is not None:
+            self.node.limits.events.release(session.member.id)
         try:
             await disconnect(self.node, session)
         except StoreUnavailable as exc:
@@ -75,10 +79,16 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
         handler = EVENTS.get(event)
+        member = session.member
         try:
             if session.bucket is not None and not session.bucket.take():
                 rate = self.node.settings.max_events_per_second
                 raise BadRequest(f"too many requests: at most {rate:g} events per second")
+            if member is not None and not self.node.limits.events.take(member.id):
+                rate = self.node.settings.max_user_events_per_second
+                raise BadRequest(
+                    f"too many requests: at most {rate:g} events per second per user"
+                )
             if handler is None:
                 raise BadRequest(f"unknown event '{event}'")
             if session.member is None and event != "login":
@@ -94,6 +104,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except Exception:
             log.exception("event %r from %s failed", event, session.sid)
             return {"status_code": 500, "data": f"internal error while handling '{event}'"}
+        if member is None and session.member is not None:  # logged in just now
+            self.node.limits.events.acquire(session.member.id)
         if self.node.outage.down:
             self.node.outage.recovered()
         return {"status_code": 200} if data is None else {"status_code": 200, "data": data}

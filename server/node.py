@@ -23,6 +23,7 @@ from .broker import RedisBroker
 from .gaps import MAX_REPAIR
 from .hub import Hub, Session, room_log, room_of_channel
 from .outage import OutageLog
+from .quotas import UserLimits
 from .settings import Settings
 from .transport import DinoSocketServer, create_socket_server
 from .wire import Json, envelope, event_packet, event_packet_parts
@@ -39,6 +40,7 @@ class Node:
     outage: OutageLog
     # Sessions whose removal from the store failed (Redis down); retried by the cluster.
     unfinished_drops: set[str] = field(default_factory=set)
+    limits: UserLimits = field(default_factory=UserLimits)  # per-user rates and quotas
 
     async def send(self, session: Session, event: str, data: object) -> None:
         """Emit ``event`` to one session, on the same ordered path as room deliveries."""
@@ -116,6 +118,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         sio=sio,
         hub=hub,
         store=store,
-        auth=make_authenticator(settings.auth, settings.jwt_secret),
+        auth=make_authenticator(settings.auth, settings.jwt_secret, settings.jwt_require_exp),
         outage=outage,
+        limits=UserLimits.from_settings(settings),
     )
