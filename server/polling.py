@@ -68,6 +68,7 @@ class PollingSocket(EngineSession):
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_timer: asyncio.TimerHandle | None = None
         self.probe: Probe | None = None  # a websocket taking over the session
+        self.dropped = False  # over the send buffer: closing, nothing more is queued
 
     # -- sending -----------------------------------------------------------------------
 
@@ -77,12 +78,13 @@ class PollingSocket(EngineSession):
             self.write_text(encoded)
 
     def write_text(self, encoded: str) -> None:
-        if self.closed:
+        if self.closed or self.dropped:
             return
         self.outbox.append(encoded)
         self.outbox_bytes += len(encoded)
         if self.outbox_bytes > self.server.send_buffer_bytes and not self.closing:
             # Nobody polls (or too slowly): same bound as a websocket's send buffer.
+            self.dropped = True
             self.server.count_slow_consumer(self.sid)
             self.outbox.clear()
             self.outbox_bytes = 0
@@ -179,7 +181,7 @@ class PollingSocket(EngineSession):
         try:
             for text in decode_payload(body):
                 await self.receive(text)
-                if self.closing or self.closed:
+                if self.closing or self.closed or self.dropped:
                     break
         except BadPacket as exc:
             self.server.edge.offence(exc.offence, self.address, "closing %s: %s", self.sid, exc)
