@@ -55,15 +55,17 @@ async def test_a_poller_that_never_reads_is_dropped_at_the_send_buffer(tmp_path:
         room = await call(alice, "create", {"target": {"displayName": "big"}})
         room_id = room["data"]["target"]["id"]  # type: ignore[index]
         assert (await call(alice, "join", {"target": {"id": room_id}}))["status_code"] == 200
+        message = {"target": {"id": room_id}, "object": {"content": CONTENT}}
         for _ in range(100):
-            await call(alice, "message", {"target": {"id": room_id}, "object": {"content": CONTENT}})
+            await call(alice, "message", message)
         before = node.rss_mib()
         # The attacker asks for 60 large history replies in one POST and never GETs them.
         sid = await wire.open_polling()
         requests = [
             "40/chat,",
             '42/chat,["login",{"actor":{"id":"mallory"}}]',
-            *['42/chat,["history",{"target":{"id":"%s"},"limit":500}]' % room_id] * 60,
+            *["42/chat," + json.dumps(["history", {"target": {"id": room_id}, "limit": 500}])]
+            * 60,
         ]
         status, _ = await wire.post(sid, "\x1e".join(requests))
         assert status in (200, 400)  # 400 when the session was dropped while posting
@@ -79,7 +81,7 @@ async def test_announced_binary_attachments_are_not_buffered(tmp_path: Path) -> 
         wire = Wire(http, node.port)
         before = node.rss_mib()
         attacker = await logged_in(wire, "mallory")
-        placeholders = ",".join('{"_placeholder":true,"num":%d}' % i for i in range(1000))
+        placeholders = ",".join(f'{{"_placeholder":true,"num":{i}}}' for i in range(1000))
         await attacker.send(f'451000-/chat,["message",{placeholders}]')
         chunk = b"\0" * 1_000_000
         try:
@@ -136,7 +138,7 @@ async def test_out_of_file_descriptors_the_node_pauses_instead_of_spinning(
             try:
                 health = await node.health()
                 break
-            except (OSError, aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, OSError, aiohttp.ClientError):
                 await asyncio.sleep(0.1)
         assert health["edge"]["accept_paused"] >= 1
         log = node.log_text()
