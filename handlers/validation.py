@@ -67,7 +67,8 @@ def optional_string(
         raise BadRequest(f"{where}{key} must not be empty")
     if len(text) > max_chars:
         raise BadRequest(f"{where}{key} is longer than {max_chars} characters")
-    if _CONTROL.search(text):
+    # Checked before str.strip() would drop the C1 line breaks (U+0085) at either end.
+    if _CONTROL.search(str(value).strip(" \t\n\r\f\v")):
         raise BadRequest(f"{where}{key} must not contain control characters")
     utf8_size(text, f"{where}{key}")
     return text
