@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import urllib.parse
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -312,8 +313,10 @@ def socketio_handler_class(
                 return True
             if allowed:
                 return origin in ([allowed] if isinstance(allowed, str) else allowed)
-            # Same origin: Tornado compares the Origin's host:port with the Host header.
-            return tornado.websocket.WebSocketHandler.check_origin(self, origin)
+            # Same origin: the Origin's host:port is the Host the request was sent to
+            # (behind nginx, the Host it passes on: $http_host, with the port).
+            host = self.request.headers.get("Host", "").lower()
+            return bool(host) and urllib.parse.urlparse(origin).netloc.lower() == host
 
         def check_origin(self, origin: str) -> bool:
             """Refuse a foreign page's websocket with 403, before the upgrade."""
