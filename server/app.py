@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import tornado.web
 
-from .namespace import ChatNamespace
+from core import control
+from handlers import api
+from handlers.namespace import ChatNamespace
+
 from .node import Node
 from .transport import socketio_handler_class
 
@@ -39,11 +43,13 @@ class HealthHandler(tornado.web.RequestHandler):
 
 
 def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
+    node.hub.on_control = functools.partial(control.apply, node)
     node.sio.register_namespace(ChatNamespace(node))
     return tornado.web.Application(
         [
             (r"/socket.io/", socketio_handler_class(node.sio, node.settings.compression)),
             (r"/health", HealthHandler, {"node": node}),
+            *api.routes(node),
             (
                 r"/demo/(.*)",
                 tornado.web.StaticFileHandler,

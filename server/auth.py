@@ -11,7 +11,8 @@ from typing import Any, Protocol
 
 import jwt
 
-from handlers.validation import BadRequest, checked_id
+from core.errors import BadRequest
+from handlers.validation import checked_id
 
 
 @dataclass(frozen=True)

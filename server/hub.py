@@ -23,24 +23,11 @@ from storage.base import Member
 
 from .broker import Broker, MemoryBroker
 from .ratelimit import TokenBucket
-from .wire import engineio_message_frame, open_envelope
+from .wire import CONTROL_MARK, engineio_message_frame, open_envelope
 
-
-def room_channel(room_id: str) -> str:
-    return "room:" + room_id
-
-
-def user_channel(user_id: str) -> str:
-    return "user:" + user_id
-
-
-def room_log(room_id: str) -> str:
-    """The name of a room's message log in the store."""
-    return "room:" + room_id
-
-
-def room_of_channel(channel: str) -> str:
-    return channel.removeprefix("room:")
+Control = Callable[[str, str, tuple[str, ...]], None]
+"""``control(op, channel, sids)``: applies a ``wire.control_envelope``'s op to the local
+listeners ``sids`` of ``channel``, after they received its packet."""
 
 
 class Link:
@@ -116,6 +103,7 @@ class Hub:
         self._listeners: dict[str, set[str]] = {}  # channel -> sids
         self._subscribing: dict[str, asyncio.Future[None]] = {}  # channel -> in flight
         self.stats = HubStats()
+        self.on_control: Control = lambda op, channel, sids: None
 
     # -- sessions ----------------------------------------------------------------------
 
@@ -146,7 +134,7 @@ class Hub:
         try:
             await self.broker.subscribe(channel)
         except BaseException as exc:
-            self._forget(channel, sid)
+            self.forget(channel, sid)
             pending.set_exception(exc)
             pending.exception()  # retrieved here, so an unawaited failure is not logged
             raise
@@ -156,10 +144,10 @@ class Hub:
             del self._subscribing[channel]
 
     async def unlisten(self, channel: str, sid: str) -> None:
-        if self._forget(channel, sid):
+        if self.forget(channel, sid):
             await self.broker.unsubscribe(channel)
 
-    def _forget(self, channel: str, sid: str) -> bool:
+    def forget(self, channel: str, sid: str) -> bool:
         """Drop ``sid`` from ``channel``; True if nobody local listens any more."""
         listeners = self._listeners.get(channel)
         if listeners is None:
@@ -184,6 +172,9 @@ class Hub:
         if not listeners:
             return
         skip, text = open_envelope(payload)
+        control = skip[:1] == CONTROL_MARK
+        if control:
+            targets = tuple(listeners)
         frame: bytes | None = None
         sessions, links = self.sessions, self.links
         delivered = 0
@@ -203,3 +194,5 @@ class Hub:
                 self._enqueue(session.eio_sid, eio_packet.Packet(eio_packet.MESSAGE, text))
             delivered += 1
         self.stats.delivered += delivered
+        if control:
+            self.on_control(skip[1:], channel, targets)

@@ -45,6 +45,9 @@ class Settings:
     lease_ttl: float = 8.0  # a node silent this long is dead; survivors purge it
     heartbeat_interval: float = 2.0
     log_level: str = "INFO"
+    api_keys: tuple[str, ...] = ()  # () -> the HTTP API is off
+    idempotency_ttl: float = 86_400.0  # seconds a client id / Idempotency-Key is remembered
+    max_api_body_bytes: int = 1_048_576
 
     @property
     def max_packet_bytes(self) -> int:
@@ -88,6 +91,8 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("lease_ttl", float, "seconds without heartbeat before a node counts as dead"),
     ("heartbeat_interval", float, "seconds between node lease renewals"),
     ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
+    ("idempotency_ttl", float, "seconds a message's client id or Idempotency-Key is kept"),
+    ("max_api_body_bytes", int, "largest HTTP API request body, bytes"),
 )
 
 
@@ -137,6 +142,12 @@ def parse_settings(
         default=env.get("DINO_CORS_ORIGINS", ""),
         help="comma-separated allowed origins, '*' for any; empty: same origin [DINO_CORS_ORIGINS]",
     )
+    parser.add_argument(
+        "--api-keys",
+        default=None,  # read from the environment below: --help must not print keys
+        help="comma-separated keys for the HTTP API (several, to rotate them); empty: the "
+        "API is off [DINO_API_KEYS]",
+    )
     args = parser.parse_args(argv)
     if args.auth not in ("open", "jwt"):
         parser.error("--auth must be 'open' or 'jwt'")
@@ -145,9 +156,12 @@ def parse_settings(
     values = {name: getattr(args, name) for name, _, _ in _OPTIONS}
     values["redis_url"] = values["redis_url"] or None
     origins = tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
+    raw_keys = args.api_keys if args.api_keys is not None else env.get("DINO_API_KEYS", "")
+    api_keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
     return Settings(
         **values,
         compression=args.compression,
         jwt_require_exp=args.jwt_require_exp,
         cors_origins=origins,
+        api_keys=api_keys,
     )

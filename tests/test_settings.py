@@ -133,6 +133,9 @@ def test_every_option_has_an_environment_variable():
         "DINO_MAX_NEW_CONVERSATIONS_PER_HOUR": "14",
         "DINO_MAX_HISTORY_REPLY_BYTES": "15000",
         "DINO_JWT_REQUIRE_EXP": "no",
+        "DINO_API_KEYS": "old-key, new-key",
+        "DINO_IDEMPOTENCY_TTL": "60",
+        "DINO_MAX_API_BODY_BYTES": "4096",
     }
     settings = parse(**env)
     assert settings == Settings(
@@ -166,6 +169,9 @@ def test_every_option_has_an_environment_variable():
         max_new_conversations_per_hour=14,
         max_history_reply_bytes=15000,
         jwt_require_exp=False,
+        api_keys=("old-key", "new-key"),
+        idempotency_ttl=60.0,
+        max_api_body_bytes=4096,
     )
     # Every Settings field is reachable from the environment.
     names = {f.name for f in dataclasses.fields(Settings)}
