@@ -6,17 +6,14 @@ A handler never indexes a payload directly; it asks here, and a bad value become
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from core.errors import BadRequest
+from core.text import CONTROL_CHARACTERS, MAX_ID_CHARS
 
-__all__ = ["BadRequest"]  # the error every reader here raises; entry points import it here
+# The error every reader here raises, and the id length: entry points import them here.
+__all__ = ["MAX_ID_CHARS", "BadRequest"]
 
-MAX_ID_CHARS = 128
-# C0 controls, DEL and C1 controls (Unicode category Cc): in an id they would break log
-# lines, terminals and other clients' displays; U+0085 is even a line break.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 MAX_NAME_CHARS = 128
 
 
@@ -67,16 +64,12 @@ def optional_string(
         raise BadRequest(f"{where}{key} must not be empty")
     if len(text) > max_chars:
         raise BadRequest(f"{where}{key} is longer than {max_chars} characters")
-    # Checked before str.strip() would drop the C1 line breaks (U+0085) at either end.
-    if _CONTROL.search(str(value).strip(" \t\n\r\f\v")):
+    # Control characters (core/text.py) are checked before str.strip() would drop the
+    # C1 line break U+0085 at either end.
+    if CONTROL_CHARACTERS.search(str(value).strip(" \t\n\r\f\v")):
         raise BadRequest(f"{where}{key} must not contain control characters")
     utf8_size(text, f"{where}{key}")
     return text
-
-
-def checked_id(value: Any, what: str) -> str:
-    """An id that did not come in a request (a JWT ``sub``), held to the same rules."""
-    return required_string({what: value}, what, max_chars=MAX_ID_CHARS)
 
 
 def encodable(text: str) -> str:

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 import jwt
 
 from core.errors import BadRequest
-from handlers.validation import checked_id
+from core.text import checked_id
 
 
 @dataclass(frozen=True)
