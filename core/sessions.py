@@ -7,13 +7,12 @@ dead node's purge, or a node registering its sessions again after a false death.
 
 from __future__ import annotations
 
-from server import expiry
 from server.auth import Identity
 from server.hub import Session
 from server.node import Node
 from storage.base import Member
 
-from . import pushes
+from . import expiry, pushes
 from .errors import BadRequest
 from .names import BROADCAST_CHANNEL, room_channel, user_channel
 

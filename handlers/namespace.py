@@ -13,9 +13,8 @@ from typing import Any
 
 import socketio
 
-from core import pushes, sessions
+from core import expiry, pushes, sessions
 from core.errors import BadRequest, Forbidden, Unavailable
-from server import expiry
 from server.hub import Session
 from server.node import Node
 from server.wire import NAMESPACE

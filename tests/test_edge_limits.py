@@ -300,8 +300,8 @@ async def test_a_session_ends_when_its_token_expires(node_factory, transport: st
     soon = jwt.encode({"sub": "ann", "exp": int(time.time()) + 2}, SECRET)
     ann = await node.client(transport, auth={"token": soon})
     ok(await ann.call("login", {}))
-    [expired] = await ann.wait_for("gn_session_expired", count=1)
-    assert "token expired" in expired["reason"]
+    [closed] = await ann.wait_for("gn_session_closed", count=1)
+    assert "token expired" in closed["object"]["content"]
     await asyncio.wait_for(ann.disconnected.wait(), 10)
     assert (await health(node))["sessions"] == 0
 
@@ -315,5 +315,5 @@ async def test_logging_in_again_with_a_fresh_token_keeps_the_session(node_factor
     token_attachment = [{"objectType": "token", "content": fresh}]
     ok(await ann.call("login", {"actor": {"attachments": token_attachment}}))
     await asyncio.sleep(3)  # past the first token's expiry
-    assert ann.sio.connected and not ann.events("gn_session_expired")
+    assert ann.sio.connected and not ann.events("gn_session_closed")
     ok(await ann.call("list_rooms", {}))

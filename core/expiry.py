@@ -2,7 +2,7 @@
 
 With ``--auth jwt`` a login's token may carry ``exp`` (required by default:
 ``--jwt-require-exp``). The session is closed when it passes: the client receives
-``gn_session_expired`` with the reason, then socket.io's DISCONNECT for ``/chat``. To
+``gn_session_closed`` with the reason, then socket.io's DISCONNECT for ``/chat``. To
 stay connected, a client sends ``login`` again on the same connection with a fresh
 token for the same user before then; that re-arms the timer.
 """
@@ -14,11 +14,13 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from .hub import Session
-from .wire import NAMESPACE
+from server.hub import Session
+from server.wire import NAMESPACE
+
+from . import pushes
 
 if TYPE_CHECKING:
-    from .node import Node
+    from server.node import Node
 
 log = logging.getLogger("dino.expiry")
 
@@ -48,5 +50,5 @@ async def _expire(node: Node, session: Session) -> None:
         return  # already gone
     user = session.member.id if session.member is not None else "?"
     log.info("closing session %s of %s: its token expired", session.sid, user)
-    await node.send(session, "gn_session_expired", {"reason": REASON})
+    await node.send(session, pushes.SESSION_CLOSED_EVENT, pushes.session_closed(REASON))
     await node.sio.disconnect(session.sid, namespace=NAMESPACE)
