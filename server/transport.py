@@ -421,7 +421,7 @@ def socketio_handler_class(
                     "oversized_requests", sock.address, "closing %s: a POST of %d bytes",
                     sid, len(self.request.body),
                 )
-                await sock.close(abort=False, reason=engine.reason.TRANSPORT_ERROR)
+                await sock.close(abort=True, reason=engine.reason.TRANSPORT_ERROR)
                 self._reply(413, "payload too large")
             else:
                 self._reply(*await sock.post(self.request.body))
