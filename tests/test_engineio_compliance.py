@@ -311,3 +311,21 @@ async def test_packets_queued_during_the_upgrade_go_first_on_the_websocket(wire:
     assert is_connect_reply(await socket.receive())
     assert (await socket.receive() or "").startswith('42/chat,["gn_connect"')
     await socket.close()
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling", "upgrade"])
+async def test_compressed_websockets_carry_the_same_protocol(node_factory, transport: str) -> None:
+    """With --compression the websocket sessions write through Tornado (which deflates)
+    instead of the direct path; pings, replies and room deliveries still flow."""
+    node = await node_factory(compression=True, ping_interval=0.3, ping_timeout=1.0)
+    alice = await node.client("websocket", user="alice")
+    bob = await node.client(transport, user="bob")
+    room_id = await alice.create("deflated")
+    for client in (alice, bob):
+        assert (await client.join(room_id))["status_code"] == 200
+    assert (await bob.say(room_id, "hello " * 100))["status_code"] == 200
+    for client in (alice, bob):
+        [message] = await client.wait_for("message", count=1)
+        assert message["object"]["content"] == "hello " * 100
+    await asyncio.sleep(1.0)  # a few ping rounds
+    assert alice.sio.connected and bob.sio.connected
