@@ -12,7 +12,7 @@ from server.hub import Session
 from server.node import Node
 from storage.base import Member
 
-from . import pushes
+from . import expiry, pushes
 from .errors import BadRequest
 from .names import BROADCAST_CHANNEL, room_channel, user_channel
 from .roles import Admin
@@ -60,6 +60,7 @@ async def login(
     session.member = member
     session.attributes = dict(identity.attributes)
     session.may_be_invisible = identity.may_be_invisible
+    expiry.arm(node, session, identity.expires_at)  # a fresh token re-arms it
     return member, session.attributes
 
 

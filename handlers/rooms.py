@@ -11,6 +11,7 @@ from storage.base import Member
 
 from .validation import (
     MAX_ID_CHARS,
+    BadRequest,
     attribute_pairs,
     optional_object,
     required_object,
@@ -36,7 +37,12 @@ def display_name(request: dict[str, Any]) -> str:
 
 async def create(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:
     member = logged_in(session)
-    room = await rooms.create(node, display_name(request), [member])
+    name = display_name(request)
+    if not node.limits.rooms.allow(member.id):
+        raise BadRequest(
+            f"too many rooms created: at most {node.limits.rooms.limit} per hour per user"
+        )
+    room = await rooms.create(node, name, [member])
     return pushes.created(room, member)
 
 

@@ -80,6 +80,7 @@ class Session:
     attributes: dict[str, str] = field(default_factory=dict)
     rooms: set[str] = field(default_factory=set)
     may_be_invisible: bool = False  # from login (server/auth.py)
+    expiry: asyncio.TimerHandle | None = None  # closes the session when its token expires
 
 
 @dataclass

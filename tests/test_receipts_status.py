@@ -3,6 +3,7 @@ get_status, invisible users: end to end on both stores."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import jwt
@@ -14,6 +15,11 @@ from tests.node_fixtures import ChatClient, RunningNode  # noqa: E402
 pytest_plugins = ["tests.node_fixtures"]
 
 SECRET = "receipts-test-secret-of-at-least-32-bytes"
+
+
+def token_for(claims: dict[str, Any]) -> str:
+    """A JWT for ``claims``, valid for an hour (nodes require ``exp``)."""
+    return jwt.encode({**claims, "exp": int(time.time()) + 3600}, SECRET)
 
 
 def ok(reply: dict[str, Any]) -> Any:
@@ -192,12 +198,12 @@ async def test_status_last_seen_and_invisibility(node: RunningNode) -> None:
 
 async def test_invisible_needs_the_token_claim_under_jwt(node_factory: Any) -> None:
     node = await node_factory(auth="jwt", jwt_secret=SECRET)
-    plain = await node.client(auth={"token": jwt.encode({"sub": "plain"}, SECRET)})
+    plain = await node.client(auth={"token": token_for({"sub": "plain"})})
     ok(await plain.call("login", {}))
     refused = await plain.call("status", {"verb": "invisible"})
     assert refused["status_code"] == 403 and "invisible" in refused["data"]
     ok(await plain.call("status", {"verb": "away"}))
-    token = jwt.encode({"sub": "ghost", "invisible": True}, SECRET)
+    token = token_for({"sub": "ghost", "invisible": True})
     ghost = await node.client(auth={"token": token})
     ok(await ghost.call("login", {}))
     assert ok(await ghost.call("status", {"verb": "invisible"})) == {"verb": "invisible"}
@@ -224,7 +230,7 @@ async def test_admins_see_invisible_users(node_factory: Any) -> None:
     node = await node_factory(auth="jwt", jwt_secret=SECRET)
 
     async def person(claims: dict[str, Any]) -> ChatClient:
-        client = await node.client(auth={"token": jwt.encode(claims, SECRET)})
+        client = await node.client(auth={"token": token_for(claims)})
         ok(await client.call("login", {}))
         client.user = claims["sub"]
         return client
