@@ -345,22 +345,34 @@ async def chaos(cluster: Cluster, counts: Counts, options: argparse.Namespace) -
         await asyncio.to_thread(node.start)
 
 
+async def create_rooms(url: str, count: int, per_creator: int = 10) -> list[str]:
+    """``count`` rooms, made by several users: a node lets one user create only a few
+    an hour (``--max-rooms-per-user-per-hour``)."""
+    rooms: list[str] = []
+    for first in range(0, count, per_creator):
+        creator = socketio.AsyncClient(handle_sigint=False)
+        await creator.connect(url, transports=["websocket"], namespaces=[NAMESPACE])
+        try:
+            login = {"actor": {"id": f"chaos-creator-{first // per_creator}"}}
+            await creator.call("login", login, namespace=NAMESPACE)
+            for i in range(first, min(first + per_creator, count)):
+                request = {"target": {"displayName": f"chaos {i}"}}
+                reply = await creator.call("create", request, namespace=NAMESPACE)
+                if reply.get("status_code") != 200:
+                    raise RuntimeError(f"cannot create room 'chaos {i}': {reply}")
+                rooms.append(reply["data"]["target"]["id"])
+        finally:
+            await creator.disconnect()
+    return rooms
+
+
 async def run(options: argparse.Namespace) -> Counts:
     counts = Counts(clients=options.clients)
     cluster = Cluster(3, lease_ttl=4, heartbeat_interval=1, redis_fsync="always")
     clients: list[ChaosClient] = []
-    admin: socketio.AsyncClient | None = None
     try:
         cluster.start()
-        admin = socketio.AsyncClient(handle_sigint=False)
-        await admin.connect(cluster.url, transports=["websocket"], namespaces=[NAMESPACE])
-        await admin.call("login", {"actor": {"id": "chaos-admin"}}, namespace=NAMESPACE)
-        rooms = []
-        for i in range(options.rooms):
-            reply = await admin.call(
-                "create", {"target": {"displayName": f"chaos {i}"}}, namespace=NAMESPACE
-            )
-            rooms.append(reply["data"]["target"]["id"])
+        rooms = await create_rooms(cluster.url, options.rooms)
         n = options.clients
         users = [f"u{i:04d}" for i in range(n)]
         for i, user in enumerate(users):
@@ -389,9 +401,6 @@ async def run(options: argparse.Namespace) -> Counts:
         await verify(cluster, clients, counts)
     finally:
         await asyncio.gather(*(c.close() for c in clients))
-        if admin is not None:
-            with contextlib.suppress(Exception):
-                await admin.disconnect()
         cluster.close()
     return counts
 
