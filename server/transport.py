@@ -108,7 +108,13 @@ class DirectEngineServer(engineio.AsyncServer):  # type: ignore[misc]
         sock = self.sockets.get(sid)
         if sock is None or sock.closed or sock.closing:
             return False
-        sock.queue.put_nowait(pkt)
+        queue = getattr(sock, "queue", None)
+        if queue is None:
+            # A lean session whose link was just dropped (a slow consumer) is closing: it
+            # has no engine.io queue, and raising here would cut the fan-out loop short
+            # for the room's other members.
+            return False
+        queue.put_nowait(pkt)
         return True
 
     def drop_slow_consumer(self, sid: str, link: Link) -> None:
