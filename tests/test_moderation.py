@@ -315,7 +315,8 @@ async def test_a_jwt_admin_bans_globally(node_factory):
     node = await node_factory(auth="jwt", jwt_secret=SECRET)
 
     def token(user: str, roles: list[str]) -> str:
-        return jwt.encode({"sub": user, "roles": roles}, SECRET, algorithm="HS256")
+        claims = {"sub": user, "roles": roles, "exp": int(time.time()) + 3600}
+        return jwt.encode(claims, SECRET, algorithm="HS256")
 
     boss = await node.client(auth={"token": token("boss", ["admin"])})
     ok(await boss.login("boss"))
