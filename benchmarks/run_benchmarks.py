@@ -180,7 +180,7 @@ def run_one(
 
 # -- BENCHMARKS.md -----------------------------------------------------------
 
-HAND_RUN_MARK = "<!-- hand-run results: kept when this file is regenerated -->"
+HAND_RUN_MARK = "<!-- sections below: other scripts, kept by run_benchmarks.py -->"
 
 
 def machine() -> list[str]:
@@ -396,10 +396,11 @@ def main() -> int:
                 results.setdefault(sc.name, []).append(old)
     for rows in results.values():
         rows.sort(key=lambda r: TARGETS.index(r["bench"]["target"]))
+    # Sections written by hand from other scripts (below HAND_RUN_MARK) are kept.
     out = Path(args.out)
-    # Results of hand-run scripts (the chaos run) follow HAND_RUN_MARK and are kept.
-    kept = out.read_text().partition(HAND_RUN_MARK)[1:] if out.exists() else ("", "")
-    out.write_text(markdown(results, args.quick) + "\n" + "".join(kept))
+    previous = out.read_text() if out.exists() else ""
+    kept = previous[previous.index(HAND_RUN_MARK) :] if HAND_RUN_MARK in previous else ""
+    out.write_text(markdown(results, args.quick) + "\n" + (f"\n{kept}" if kept else ""))
     print(f"\nwrote {args.out}")
     return 1 if failed else 0
 
