@@ -1,4 +1,4 @@
-"""The Tornado application of a node: socket.io, the demo page, and a health check."""
+"""The Tornado application of a node: socket.io, the demo page, health, readiness, metrics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ from pathlib import Path
 
 import tornado.web
 
+from .drain import refusing_while_draining
 from .namespace import ChatNamespace
 from .node import Node
+from .probes import probe_routes
 from .transport import socketio_handler_class
 
 
@@ -39,8 +41,14 @@ def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
     node.sio.register_namespace(ChatNamespace(node))
     return tornado.web.Application(
         [
-            (r"/socket.io/", socketio_handler_class(node.sio, node.settings.compression)),
+            (
+                r"/socket.io/",
+                refusing_while_draining(
+                    socketio_handler_class(node.sio, node.settings.compression), node
+                ),
+            ),
             (r"/health", HealthHandler, {"node": node}),
+            *probe_routes(node),
             (
                 r"/demo/(.*)",
                 tornado.web.StaticFileHandler,

@@ -42,6 +42,7 @@ class Cluster:
         try:
             await self.purge(self.node.node_id)
             await self.node.store.forget_node(self.node.node_id)
+            self.node.status.lease_renewed_at = None
         except StoreUnavailable as exc:
             log.warning("could not say goodbye (%s); peers will purge this node later", exc)
 
@@ -56,7 +57,12 @@ class Cluster:
 
     async def _renew(self) -> bool:
         ttl_ms = int(self.node.settings.lease_ttl * 1000)
-        return await self.node.store.renew_lease(self.node.node_id, ttl_ms)
+        renewed_at = time.monotonic()  # before the call: the lease runs from about then
+        registered = await self.node.store.renew_lease(self.node.node_id, ttl_ms)
+        status = self.node.status
+        status.lease_renewed_at = renewed_at
+        status.live_nodes = tuple(await self.node.store.live_nodes())
+        return registered
 
     async def restore_presence(self) -> None:
         """Register every local session and room membership again, after peers purged

@@ -12,6 +12,7 @@ from tornado.netutil import bind_sockets
 
 from .app import make_app
 from .cluster import Cluster
+from .drain import drain
 from .node import create_node
 from .settings import Settings
 
@@ -48,6 +49,7 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
         await stop.wait()
     finally:
         log.info("stopping node %s", node_id)
+        # Still listening while draining: new clients get 503 and go elsewhere.
+        await drain(node, cluster.stop, settings.drain_timeout)
         server.stop()
-        await cluster.stop()
         await node.close()

@@ -9,6 +9,7 @@ the traceback in the log and nothing internal in the reply.
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 from typing import Any
 
 import socketio
@@ -19,6 +20,7 @@ from handlers.validation import BadRequest, encodable, request_object
 from storage.base import StoreUnavailable
 
 from .hub import Session
+from .metrics import UNKNOWN_EVENT
 from .node import Node
 from .ratelimit import TokenBucket
 from .wire import NAMESPACE
@@ -69,15 +71,27 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         session = self.node.hub.sessions.get(sid)
         if session is None:  # raced with its own disconnect
             return {"status_code": 400, "data": "not connected"}
-        reply = await self._reply(event, session, payload)
-        # The event name is the client's text; a lone surrogate in it could not be sent.
-        await self.node.send(session, "gn_" + encodable(event), reply)
+        metrics, busy = self.node.metrics, self.node.status.busy
+        started = perf_counter() if metrics.enabled else 0.0
+        busy.add(sid)  # a draining node closes this connection only after the reply
+        try:
+            reply = await self._reply(event, session, payload)
+            # The event name is the client's text; a lone surrogate in it could not be sent.
+            await self.node.send(session, "gn_" + encodable(event), reply)
+        finally:
+            busy.discard(sid)
+        metrics.count_event(
+            event if event in EVENTS else UNKNOWN_EVENT,
+            reply["status_code"],
+            perf_counter() - started if metrics.enabled else None,
+        )
         return reply
 
     async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
         handler = EVENTS.get(event)
         try:
             if session.bucket is not None and not session.bucket.take():
+                self.node.metrics.rate_limited += 1
                 rate = self.node.settings.max_events_per_second
                 raise BadRequest(f"too many requests: at most {rate:g} events per second")
             if handler is None:

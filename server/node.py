@@ -22,8 +22,10 @@ from .auth import Authenticator, make_authenticator
 from .broker import RedisBroker
 from .gaps import MAX_REPAIR
 from .hub import Hub, Session, room_log, room_of_channel
+from .metrics import NodeMetrics
 from .outage import OutageLog
 from .settings import Settings
+from .status import NodeStatus
 from .transport import DinoSocketServer, create_socket_server
 from .wire import Json, envelope, event_packet, event_packet_parts
 
@@ -39,6 +41,8 @@ class Node:
     outage: OutageLog
     # Sessions whose removal from the store failed (Redis down); retried by the cluster.
     unfinished_drops: set[str] = field(default_factory=set)
+    metrics: NodeMetrics = field(default_factory=NodeMetrics)
+    status: NodeStatus = field(default_factory=NodeStatus)
 
     async def send(self, session: Session, event: str, data: object) -> None:
         """Emit ``event`` to one session, on the same ordered path as room deliveries."""
@@ -80,7 +84,9 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         cors_origins=settings.cors_origins,
     )
     outage = OutageLog()
+    metrics = NodeMetrics(enabled=settings.metrics)
     hub = Hub(sio.engine.enqueue, sio.engine.links)
+    hub.observe_fanout = metrics.observe_fanout
     store: Store
     if settings.redis_url:
         # A burst (thousands of joins after a restart) waits for a free connection
@@ -107,7 +113,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         hub.broker = RedisBroker(client, keys, hub.deliver, read_missed, outage)
     else:
         store = MemoryStore(settings.history_size, hub.deliver)
-    return Node(
+    node = Node(
         settings=settings,
         node_id=node_id,
         sio=sio,
@@ -115,4 +121,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         store=store,
         auth=make_authenticator(settings.auth, settings.jwt_secret),
         outage=outage,
+        metrics=metrics,
     )
+    metrics.watch(node)
+    return node

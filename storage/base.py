@@ -155,6 +155,10 @@ class Store(Protocol):
         need not agree."""
         ...
 
+    async def live_nodes(self) -> list[str]:
+        """Registered nodes whose lease has not run out (this one included), sorted."""
+        ...
+
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         """True for exactly one caller per ``ttl_ms`` window: that caller purges the node."""
         ...

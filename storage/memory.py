@@ -175,6 +175,10 @@ class MemoryStore:
         now = time.monotonic()
         return sorted(node_id for node_id, expiry in self._leases.items() if expiry <= now)
 
+    async def live_nodes(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(node_id for node_id, expiry in self._leases.items() if expiry > now)
+
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         now = time.monotonic()
         held_until = self._cleanup_locks.get(node_id)

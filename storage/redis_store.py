@@ -168,6 +168,14 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
 """
 )
 
+# KEYS: nodes
+_LIVE_NODES = (
+    _LUA_NOW_MS
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now_ms(), '+inf')
+"""
+)
+
 # KEYS: log, log_seq.  ARGV: entry_tail, history_size, then (channel, head, tail) per fanout
 # Publishing inside the script is the point: Redis runs scripts one at a time, so the
 # order of publishes on a channel is the order of seqs, whichever node appended.
@@ -255,6 +263,7 @@ class RedisStore:
         self._drop_session = client.register_script(_DROP_SESSION)
         self._renew_lease = client.register_script(_RENEW_LEASE)
         self._expired_nodes = client.register_script(_EXPIRED_NODES)
+        self._live_nodes = client.register_script(_LIVE_NODES)
         self._append = client.register_script(_APPEND)
         self._node_sessions_template = split_template(keys.node_sessions)
         self._room_users_template = split_template(keys.room_users)
@@ -414,6 +423,11 @@ class RedisStore:
     @_unavailable_as_store_error
     async def expired_nodes(self) -> list[str]:
         reply = await self._expired_nodes(keys=[self._keys.nodes()])
+        return sorted(_text(node_id) for node_id in reply)
+
+    @_unavailable_as_store_error
+    async def live_nodes(self) -> list[str]:
+        reply = await self._live_nodes(keys=[self._keys.nodes()])
         return sorted(_text(node_id) for node_id in reply)
 
     @_unavailable_as_store_error
