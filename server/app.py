@@ -9,7 +9,7 @@ import tornado.web
 from .drain import refusing_while_draining
 from .namespace import ChatNamespace
 from .node import Node
-from .probes import probe_routes
+from .probes import log_request, probe_routes
 from .transport import socketio_handler_class
 
 
@@ -56,4 +56,5 @@ def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
             ),
             (r"/(?:demo)?", tornado.web.RedirectHandler, {"url": "/demo/"}),
         ],
+        log_function=log_request,
     )

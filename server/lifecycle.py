@@ -13,6 +13,7 @@ from tornado.netutil import bind_sockets
 from .app import make_app
 from .cluster import Cluster
 from .drain import drain
+from .logs import name_node_in_logs
 from .node import create_node
 from .settings import Settings
 
@@ -25,6 +26,7 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     sockets = bind_sockets(settings.port, settings.host, family=socket.AF_INET, backlog=4096)
     port = sockets[0].getsockname()[1]
     node_id = settings.node_id or f"{socket.gethostname()}:{port}"
+    name_node_in_logs(node_id)
     node = await create_node(settings, node_id)
     cluster = Cluster(node)
     await cluster.start()

@@ -4,10 +4,12 @@ Prometheus. (/health, in app.py, only says the process answers.)"""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from tornado.log import access_log
 
 from storage.base import StoreError
 
@@ -36,6 +38,9 @@ class ReadyHandler(tornado.web.RequestHandler):
             await asyncio.wait_for(node.store.live_nodes(), STORE_CHECK_SECONDS)
         except (StoreError, TimeoutError):
             reasons.append("storage unreachable")
+        else:
+            if node.outage.down:
+                node.outage.recovered()
         if not node.status.lease_held(node.settings.lease_ttl):
             reasons.append("lease not held")
         body: dict[str, Any] = {"node": node.node_id, "ready": not reasons, "reasons": reasons}
@@ -55,6 +60,28 @@ class MetricsHandler(tornado.web.RequestHandler):
         self.set_header("Content-Type", CONTENT_TYPE_LATEST)
         self.set_header("Cache-Control", "no-store")
         self.write(generate_latest(self.node.metrics.registry))
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's access log, except that a 503 from /ready is news, not an error: it is
+    what a draining node or one without Redis must say, to every probe."""
+    status = handler.get_status()
+    if status < 400 or (status == 503 and isinstance(handler, ReadyHandler)):
+        level = logging.INFO
+    elif status < 500:
+        level = logging.WARNING
+    else:
+        level = logging.ERROR
+    request = handler.request
+    access_log.log(
+        level,
+        "%d %s %s (%s) %.2fms",
+        status,
+        request.method,
+        request.path,  # not the query string: it may carry a client's token
+        request.remote_ip,
+        1000.0 * request.request_time(),
+    )
 
 
 def probe_routes(node: Node) -> list[tuple[str, type[tornado.web.RequestHandler], dict[str, Any]]]:
