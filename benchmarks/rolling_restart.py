@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.cluster_fixtures import SOURCE_ADDRESSES, ChatClient, Cluster  # noqa: E402
+from tests.cluster_fixtures import SOURCE_ADDRESSES, ChatClient, Cluster
 
 ACK_TIMEOUT = 5.0
 PAGE = 500  # the history event's largest page
