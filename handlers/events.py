@@ -21,6 +21,8 @@ EVENTS: dict[str, Handler] = {
     "leave": rooms.leave,
     "users_in_room": rooms.users_in_room,
     "set_acl": rooms.set_acl,
+    "rename_room": rooms.rename_room,
+    "remove_room": rooms.remove_room,
     "message": messages.message,
     "history": messages.history,
 }

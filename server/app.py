@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import tornado.web
 
+from core import control
+from handlers import api
+from handlers.namespace import ChatNamespace
+
 from .drain import refusing_while_draining
-from .namespace import ChatNamespace
 from .node import Node
 from .probes import log_request, probe_routes
 from .transport import socketio_handler_class
@@ -38,6 +42,7 @@ class HealthHandler(tornado.web.RequestHandler):
 
 
 def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
+    node.hub.on_control = functools.partial(control.apply, node)
     node.sio.register_namespace(ChatNamespace(node))
     return tornado.web.Application(
         [
@@ -49,6 +54,7 @@ def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
             ),
             (r"/health", HealthHandler, {"node": node}),
             *probe_routes(node),
+            *api.routes(node),
             (
                 r"/demo/(.*)",
                 tornado.web.StaticFileHandler,

@@ -11,7 +11,7 @@ from typing import Any, Protocol
 
 import jwt
 
-from handlers.validation import BadRequest
+from core.errors import BadRequest
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ import asyncio
 import logging
 import time
 
-from handlers.presence import announce_joined
-from handlers.session import drop_from_store
+from core import sessions
 from storage.base import StoreUnavailable
 
 from .node import Node
@@ -48,12 +47,10 @@ class Cluster:
 
     async def purge(self, node_id: str) -> int:
         """Drop every session registered on ``node_id``; returns how many."""
-        sids = await self.node.store.node_sessions(node_id)
-        for sid in sids:
-            await drop_from_store(self.node, sid)
-        if sids:
-            log.info("dropped %d sessions of node %s", len(sids), node_id)
-        return len(sids)
+        dropped = await sessions.purge_node(self.node, node_id)
+        if dropped:
+            log.info("dropped %d sessions of node %s", dropped, node_id)
+        return dropped
 
     async def _renew(self) -> bool:
         ttl_ms = int(self.node.settings.lease_ttl * 1000)
@@ -63,18 +60,6 @@ class Cluster:
         status.lease_renewed_at = renewed_at
         status.live_nodes = tuple(await self.node.store.live_nodes())
         return registered
-
-    async def restore_presence(self) -> None:
-        """Register every local session and room membership again, after peers purged
-        this node while it lived (it stalled, or lost Redis for longer than its lease)."""
-        node = self.node
-        for session in list(node.hub.sessions.values()):
-            if session.member is None:
-                continue
-            await node.store.register_session(session.sid, session.member, node.node_id)
-            for room_id in list(session.rooms):
-                if await node.store.join_room(room_id, session.sid):
-                    await announce_joined(node, session.member, room_id, session.sid)
 
     async def _run(self) -> None:
         while True:
@@ -91,11 +76,11 @@ class Cluster:
         node = self.node
         if not await self._renew():
             log.warning("peers took node %s for dead; registering its sessions again", node.node_id)
-            await self.restore_presence()
+            await sessions.register_again(node)
         if node.outage.down:
             node.outage.recovered()
         for sid in list(node.unfinished_drops):
-            await drop_from_store(node, sid)
+            await sessions.drop(node, sid)
             node.unfinished_drops.discard(sid)
         if time.monotonic() < self._no_purge_until:
             return

@@ -9,6 +9,7 @@
    after its reply and ack are written: nothing is cut in the middle.
 3. Closing a connection runs the usual disconnect: the session leaves its rooms and the
    store at once, so peers see the users leave now (and see them join again elsewhere).
+   HTTP API requests in progress (``status.api_requests``) are waited for as well.
 4. Then the cluster says goodbye (drops what is left, gives up the lease) and the node
    stops. Everything is bounded by ``--drain-timeout``; past it the node stops anyway.
 """
@@ -75,7 +76,7 @@ async def drain(node: Node, say_goodbye: Callable[[], Awaitable[None]], timeout:
     asked: set[str] = set()
     try:
         async with asyncio.timeout(timeout):
-            while _open_connections(node) or hub.sessions or status.busy:
+            while _open_connections(node) or hub.sessions or status.busy or status.api_requests:
                 # A connection handling an event is left until its reply (and ack) is
                 # written; the next round closes it.
                 busy = {hub.sessions[s].eio_sid for s in list(status.busy) if s in hub.sessions}
@@ -89,7 +90,7 @@ async def drain(node: Node, say_goodbye: Callable[[], Awaitable[None]], timeout:
         log.warning(
             "drain timeout: %d connections and %d requests still open; stopping anyway",
             _open_connections(node),
-            len(status.busy),
+            len(status.busy) + status.api_requests,
         )
     try:
         # The goodbye releases the lease and what presence is left; give it the rest of

@@ -24,24 +24,11 @@ from storage.base import Member
 
 from .broker import Broker, MemoryBroker
 from .ratelimit import TokenBucket
-from .wire import engineio_message_frame, open_envelope
+from .wire import CONTROL_MARK, engineio_message_frame, open_envelope
 
-
-def room_channel(room_id: str) -> str:
-    return "room:" + room_id
-
-
-def user_channel(user_id: str) -> str:
-    return "user:" + user_id
-
-
-def room_log(room_id: str) -> str:
-    """The name of a room's message log in the store."""
-    return "room:" + room_id
-
-
-def room_of_channel(channel: str) -> str:
-    return channel.removeprefix("room:")
+Control = Callable[[str, str, tuple[str, ...]], None]
+"""``control(op, channel, sids)``: applies a ``wire.control_envelope``'s op to the local
+listeners ``sids`` of ``channel``, after they received its packet."""
 
 
 class Link:
@@ -118,6 +105,7 @@ class Hub:
         self.stats = HubStats()
         # Told how long each fan-out took (server/metrics.py); None: not measured.
         self.observe_fanout: Callable[[float], None] | None = None
+        self.on_control: Control = lambda op, channel, sids: None
 
     # -- sessions ----------------------------------------------------------------------
 
@@ -148,7 +136,7 @@ class Hub:
         try:
             await self.broker.subscribe(channel)
         except BaseException as exc:
-            self._forget(channel, sid)
+            self.forget(channel, sid)
             pending.set_exception(exc)
             pending.exception()  # retrieved here, so an unawaited failure is not logged
             raise
@@ -158,10 +146,10 @@ class Hub:
             del self._subscribing[channel]
 
     async def unlisten(self, channel: str, sid: str) -> None:
-        if self._forget(channel, sid):
+        if self.forget(channel, sid):
             await self.broker.unsubscribe(channel)
 
-    def _forget(self, channel: str, sid: str) -> bool:
+    def forget(self, channel: str, sid: str) -> bool:
         """Drop ``sid`` from ``channel``; True if nobody local listens any more."""
         listeners = self._listeners.get(channel)
         if listeners is None:
@@ -188,6 +176,9 @@ class Hub:
         observe = self.observe_fanout
         started = perf_counter() if observe is not None else 0.0
         skip, text = open_envelope(payload)
+        control = skip[:1] == CONTROL_MARK
+        if control:
+            targets = tuple(listeners)
         frame: bytes | None = None
         sessions, links = self.sessions, self.links
         delivered = 0
@@ -207,5 +198,7 @@ class Hub:
                 self._enqueue(session.eio_sid, eio_packet.Packet(eio_packet.MESSAGE, text))
             delivered += 1
         self.stats.delivered += delivered
+        if control:
+            self.on_control(skip[1:], channel, targets)
         if observe is not None:
             observe(perf_counter() - started)

@@ -6,14 +6,19 @@ a test can run several nodes in one process.
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 from engineio import packet as eio_packet
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
-from storage.base import Fanout, Store
+from core.names import room_log, room_of_channel
+from storage.base import Appended, Dedupe, Fanout, Store
 from storage.keys import KeySchema
 from storage.memory import MemoryStore
 from storage.redis_store import RedisStore
@@ -21,13 +26,15 @@ from storage.redis_store import RedisStore
 from .auth import Authenticator, make_authenticator
 from .broker import RedisBroker
 from .gaps import MAX_REPAIR
-from .hub import Hub, Session, room_log, room_of_channel
+from .hub import Hub, Session
 from .metrics import NodeMetrics
 from .outage import OutageLog
 from .settings import Settings
 from .status import NodeStatus
 from .transport import DinoSocketServer, create_socket_server
-from .wire import Json, envelope, event_packet, event_packet_parts
+from .wire import Json, control_envelope, envelope, event_packet, event_packet_parts
+
+log = logging.getLogger("dino.node")
 
 
 @dataclass
@@ -41,6 +48,7 @@ class Node:
     outage: OutageLog
     # Sessions whose removal from the store failed (Redis down); retried by the cluster.
     unfinished_drops: set[str] = field(default_factory=set)
+    background: set[asyncio.Task[None]] = field(default_factory=set)
     metrics: NodeMetrics = field(default_factory=NodeMetrics)
     status: NodeStatus = field(default_factory=NodeStatus)
 
@@ -57,6 +65,25 @@ class Node:
             channel, envelope(skip_sid, event_packet(event, Json.dumps(data)))
         )
 
+    async def publish_control(self, channel: str, op: str, event: str, data: object) -> None:
+        """Emit ``event`` to every listener of ``channel`` on every node, after which each
+        node applies ``op`` to those listeners (``core.control``)."""
+        await self.hub.broker.publish(
+            channel, control_envelope(op, event_packet(event, Json.dumps(data)))
+        )
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run ``work`` in the background, keeping a reference until it is done (the
+        loop keeps only weak ones) and logging a failure."""
+        task = asyncio.get_running_loop().create_task(work)
+        self.background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self.background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
+
     async def append_and_publish(
         self, log_name: str, entry_tail: str, channels: list[str], event: str, skip_sid: str = ""
     ) -> int:
@@ -64,6 +91,20 @@ class Node:
         head, tail = event_packet_parts(event)
         fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
         return await self.store.append(log_name, entry_tail, fanouts)
+
+    async def append_once(
+        self,
+        log_name: str,
+        entry_tail: str,
+        channels: list[str],
+        event: str,
+        skip_sid: str,
+        dedupe: Dedupe,
+    ) -> Appended:
+        """``append_and_publish`` unless it was done already under ``dedupe.key``."""
+        head, tail = event_packet_parts(event)
+        fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
+        return await self.store.append_once(log_name, entry_tail, fanouts, dedupe)
 
     async def close(self) -> None:
         await self.sio.engine.stop_pinging()

@@ -40,6 +40,9 @@ class Settings:
     lease_ttl: float = 8.0  # a node silent this long is dead; survivors purge it
     heartbeat_interval: float = 2.0
     log_level: str = "INFO"
+    api_keys: tuple[str, ...] = ()  # () -> the HTTP API is off
+    idempotency_ttl: float = 86_400.0  # seconds a client id / Idempotency-Key is remembered
+    max_api_body_bytes: int = 1_048_576
     log_format: str = "text"  # "text" (readable) or "json" (one object a line)
     metrics: bool = True  # /metrics and the timing histograms
     drain_timeout: float = 30.0  # SIGTERM: seconds to move clients off before exiting
@@ -78,6 +81,10 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("log_format", str, "text (readable) or json (one object a line)"),
     ("compression", bool, "negotiate permessage-deflate with clients"),
     ("cors_origins", tuple, "comma-separated allowed origins, '*' for any; empty: same origin"),
+    ("api_keys", tuple, "comma-separated keys for the HTTP API (several, to rotate them); "
+     "empty: the API is off"),
+    ("idempotency_ttl", float, "seconds a message's client id or Idempotency-Key is kept"),
+    ("max_api_body_bytes", int, "largest HTTP API request body, bytes"),
     ("metrics", bool, "serve Prometheus metrics at /metrics"),
     ("drain_timeout", float, "on SIGTERM, seconds to move clients away before exiting"),
 )
@@ -190,7 +197,8 @@ def _parser(prog: str, defaults: Mapping[str, object]) -> argparse.ArgumentParse
     )
     for name, kind, text in _OPTIONS:
         help_text = f"{text} [{_env_name(name)}]"
-        default = defaults[name]
+        # --help prints defaults: a secret's is filled in after parsing, never shown.
+        default = None if name in SECRET_KEYS else defaults[name]
         if kind is bool:
             parser.add_argument(_flag(name), action=argparse.BooleanOptionalAction,
                                 default=default, help=help_text)  # fmt: skip
@@ -239,6 +247,9 @@ def parse_settings(
     parser = _parser(prog, defaults)
     args = parser.parse_args(argv)
     values: dict[str, Any] = {name: getattr(args, name) for name, _, _ in _OPTIONS}
+    for name in SECRET_KEYS:
+        if values[name] is None:
+            values[name] = defaults[name]
     for name, choices in _CHOICES.items():
         if name == "log_level":
             values[name] = str(values[name]).upper()

@@ -16,6 +16,7 @@ class NodeStatus:
     lease_renewed_at: float | None = None  # time.monotonic() of the last successful renewal
     live_nodes: tuple[str, ...] = ()  # nodes with a running lease at the last heartbeat
     busy: set[str] = field(default_factory=set)  # socket.io sids handling an event now
+    api_requests: int = 0  # HTTP API requests being handled now
 
     def lease_held(self, lease_ttl: float) -> bool:
         """True while the last renewal is younger than the lease: peers count us alive."""

@@ -42,8 +42,18 @@ def envelope(skip_sid: str, packet_text: str) -> str:
     return skip_sid + "\n" + packet_text
 
 
+CONTROL_MARK = "!"  # never the first character of a socket.io sid (base64url)
+
+
+def control_envelope(op: str, packet_text: str) -> str:
+    """An envelope that every listener receives, after which each node applies ``op`` to
+    its own listeners of the channel (for example, make them leave a removed room)."""
+    return CONTROL_MARK + op + "\n" + packet_text
+
+
 def open_envelope(payload: str) -> tuple[str, str]:
-    """``(skip_sid, packet_text)`` of an ``envelope``."""
+    """``(skip_sid, packet_text)`` of an ``envelope``; for a ``control_envelope`` the
+    first is ``CONTROL_MARK + op``."""
     skip_sid, _, packet_text = payload.partition("\n")
     return skip_sid, packet_text
 

@@ -52,6 +52,34 @@ class RoomSummary:
 
 
 @dataclass(frozen=True)
+class UserPresence:
+    """What the store knows of a user who has logged in at least once."""
+
+    id: str
+    name: str
+    sessions: int  # sessions on any node now; 0: offline
+    rooms: list[str]  # ids of the rooms the user is in, sorted
+    last_seen_ms: int | None  # when the last session ended (Redis clock); None: never
+
+
+@dataclass(frozen=True)
+class Dedupe:
+    """Makes an append idempotent: a second append with the same ``key`` to the same log
+    within ``ttl_ms`` stores and publishes nothing and returns the first one."""
+
+    key: str
+    ttl_ms: int
+
+
+@dataclass(frozen=True)
+class Appended:
+    seq: int
+    # The entry stored by the first append with the same dedupe key, when this append was
+    # a retry of it (nothing was stored or published); None for a new entry.
+    original: str | None = None
+
+
+@dataclass(frozen=True)
 class Fanout:
     """What to publish together with a log append.
 
@@ -75,11 +103,19 @@ class Store(Protocol):
 
     # -- rooms -------------------------------------------------------------------------
 
-    async def create_room(self, room_id: str, name: str, owner: Member) -> Room:
-        """Create a room owned by ``owner``. Raises ``RoomNameTaken`` if ``name`` is in use.
+    async def create_room(
+        self,
+        room_id: str,
+        name: str,
+        owners: Sequence[Member],
+        acl: Mapping[str, str] | None = None,
+    ) -> Room:
+        """Create a room with its owners (none: only the backend and admins manage it)
+        and ACL, in one atomic step: nobody can join it before its ACL is in place.
+        Raises ``RoomNameTaken`` if ``name`` is in use.
 
-        Atomic: of two concurrent creates with one name, exactly one succeeds. Repeating a
-        create that went through (same id, name and owner: a retry after a lost reply)
+        Of two concurrent creates with one name, exactly one succeeds. Repeating a create
+        that went through (same id, name and first owner: a retry after a lost reply)
         returns the room instead of failing. ``ValueError`` if ``room_id`` is in use under
         another name."""
         ...
@@ -96,6 +132,19 @@ class Store(Protocol):
         """Replace the room's ACL with ``acl`` (an empty mapping clears it).
 
         An unknown room is left alone: nothing is stored for it."""
+        ...
+
+    async def rename_room(self, room_id: str, name: str) -> str | None:
+        """Give the room a new name; returns the old one, or None for an unknown room.
+
+        Raises ``RoomNameTaken`` if another room has ``name``. Renaming to the same name
+        succeeds and changes nothing."""
+        ...
+
+    async def remove_room(self, room_id: str, log: str) -> Room | None:
+        """Remove the room with its presence (every session leaves it), owners, ACL and
+        its message log ``log``, atomically; returns what it was, or None for an unknown
+        room. Its id is not used again (ids are uuids)."""
         ...
 
     # -- presence ----------------------------------------------------------------------
@@ -136,6 +185,12 @@ class Store(Protocol):
 
     async def node_sessions(self, node_id: str) -> list[str]:
         """The sessions registered on node ``node_id``, sorted."""
+        ...
+
+    async def user_presence(self, user_id: str) -> UserPresence | None:
+        """The user's sessions, rooms and last seen time; None if they never logged in.
+
+        ``drop_session`` of a user's last session stamps ``last_seen_ms``."""
         ...
 
     # -- node leases -------------------------------------------------------------------
@@ -180,6 +235,15 @@ class Store(Protocol):
         1 and grow by exactly one per append; the log keeps the newest ``history_size``
         entries. The entry is published on each of ``fanouts`` atomically with the append.
         ``ValueError`` if ``entry_tail`` does not start with ``,`` or ``}``."""
+        ...
+
+    async def append_once(
+        self, log: str, entry_tail: str, fanouts: Sequence[Fanout], dedupe: Dedupe
+    ) -> Appended:
+        """``append``, unless an append to ``log`` with ``dedupe.key`` happened within
+        ``dedupe.ttl_ms``: then nothing is stored or published, and the result carries the
+        first entry. The check and the append are one atomic step, so of concurrent
+        retries exactly one stores."""
         ...
 
     async def history(

@@ -71,6 +71,14 @@ class KeySchema:
         """set: ids of the rooms the session is in (what ``drop_session`` leaves)."""
         return f"{self.prefix}session:{sid}:rooms"
 
+    def user_info(self, user_id: str) -> str:
+        """hash: ``name``, ``last_seen`` (ms, Redis clock) of a user who has logged in."""
+        return f"{self.prefix}user:{user_id}:info"
+
+    def user_sessions(self, user_id: str) -> str:
+        """set: session ids of the user, on any node."""
+        return f"{self.prefix}user:{user_id}:sessions"
+
     # -- nodes -------------------------------------------------------------------------
 
     def nodes(self) -> str:
@@ -94,6 +102,11 @@ class KeySchema:
     def log_seq(self, log: str) -> str:
         """string: last seq handed out for the log (INCR). Survives trimming."""
         return f"{self.prefix}log:{log}:seq"
+
+    def log_dedupe(self, log: str, key_digest: str) -> str:
+        """string with PX ttl: the entry first appended to the log under an idempotency key
+        (named by the key's SHA-256 hex digest, which has no ':', so names stay injective)."""
+        return f"{self.prefix}log:{log}:dedupe:{key_digest}"
 
     # -- pub/sub -----------------------------------------------------------------------
 
@@ -127,5 +140,5 @@ def key_schema_table(schema: KeySchema | None = None) -> str:
         params = inspect.signature(method).parameters
         key = method(*(f"{{{p}}}" for p in params))
         kind, _, meaning = (inspect.getdoc(method) or "").partition(": ")
-        rows.append(f"| `{key}` | {kind} | {meaning} |")
+        rows.append(f"| `{key}` | {kind} | {' '.join(meaning.split())} |")
     return "\n".join(rows)

@@ -12,7 +12,16 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from storage.base import Fanout, Member, Room, RoomNameTaken, RoomSummary
+from storage.base import (
+    Appended,
+    Dedupe,
+    Fanout,
+    Member,
+    Room,
+    RoomNameTaken,
+    RoomSummary,
+    UserPresence,
+)
 
 Publish = Callable[[str, str], None]
 """``publish(channel, text)``: delivers fanout text to the subscribers of ``channel``."""
@@ -35,6 +44,13 @@ class _Session:
     member: Member
     node_id: str
     rooms: set[str] = field(default_factory=set)
+
+
+@dataclass
+class _User:
+    name: str
+    sessions: set[str] = field(default_factory=set)
+    last_seen_ms: int | None = None
 
 
 @dataclass
@@ -62,18 +78,31 @@ class MemoryStore:
         self._leases: dict[str, float] = {}  # node id -> expiry, time.monotonic()
         self._cleanup_locks: dict[str, float] = {}  # node id -> lock expiry
         self._logs: dict[str, _Log] = {}
+        self._users: dict[str, _User] = {}
+        # (log, dedupe key) -> (expiry, seq, entry), oldest first (one ttl setting per
+        # node): expired ones are dropped from the front as new ones come.
+        self._dedupe: dict[tuple[str, str], tuple[float, int, str]] = {}
 
     # -- rooms -------------------------------------------------------------------------
 
-    async def create_room(self, room_id: str, name: str, owner: Member) -> Room:
+    async def create_room(
+        self,
+        room_id: str,
+        name: str,
+        owners: Sequence[Member],
+        acl: Mapping[str, str] | None = None,
+    ) -> Room:
         existing_id = self._room_ids_by_name.get(name)
         if existing_id is not None:
-            if existing_id == room_id and owner.id in self._rooms[room_id].owners:
+            first = owners[0].id if owners else None
+            if existing_id == room_id and (first is None or first in self._rooms[room_id].owners):
                 return self._room(room_id)  # a retry of a create that went through
             raise RoomNameTaken(name)
         if room_id in self._rooms:
             raise ValueError(f"room id {room_id!r} is in use under another name")
-        self._rooms[room_id] = _RoomState(name=name, owners={owner.id: owner.name})
+        self._rooms[room_id] = _RoomState(
+            name=name, owners={o.id: o.name for o in owners}, acl=dict(acl or {})
+        )
         self._room_ids_by_name[name] = room_id
         return self._room(room_id)
 
@@ -92,6 +121,30 @@ class MemoryStore:
         if state is not None:
             state.acl = dict(acl)
 
+    async def rename_room(self, room_id: str, name: str) -> str | None:
+        state = self._rooms.get(room_id)
+        if state is None:
+            return None
+        holder = self._room_ids_by_name.get(name)
+        if holder is not None and holder != room_id:
+            raise RoomNameTaken(name)
+        old = state.name
+        del self._room_ids_by_name[old]
+        self._room_ids_by_name[name] = room_id
+        state.name = name
+        return old
+
+    async def remove_room(self, room_id: str, log: str) -> Room | None:
+        if room_id not in self._rooms:
+            return None
+        room = self._room(room_id)
+        state = self._rooms.pop(room_id)
+        del self._room_ids_by_name[state.name]
+        for sid in state.sessions:
+            self._sessions[sid].rooms.discard(room_id)
+        self._logs.pop(log, None)
+        return room
+
     def _room(self, room_id: str) -> Room:
         state = self._rooms[room_id]
         # Copies, so that callers cannot reach into the store through the mappings.
@@ -109,6 +162,9 @@ class MemoryStore:
         else:
             self._sessions[sid] = _Session(member=member, node_id=node_id)
         self._node_sessions.setdefault(node_id, set()).add(sid)
+        user = self._users.setdefault(member.id, _User(member.name))
+        user.name = member.name
+        user.sessions.add(sid)
 
     async def join_room(self, room_id: str, sid: str) -> bool:
         session = self._sessions.get(sid)
@@ -152,6 +208,10 @@ class MemoryStore:
         if not node_sessions:
             self._node_sessions.pop(session.node_id, None)
         left = [room_id for room_id in sorted(session.rooms) if self._leave(room_id, sid)]
+        user = self._users[session.member.id]
+        user.sessions.discard(sid)
+        if not user.sessions:
+            user.last_seen_ms = int(time.time() * 1000)
         return [(room_id, session.member) for room_id in left]
 
     async def room_members(self, room_id: str) -> list[Member]:
@@ -161,6 +221,15 @@ class MemoryStore:
 
     async def node_sessions(self, node_id: str) -> list[str]:
         return sorted(self._node_sessions.get(node_id, ()))
+
+    async def user_presence(self, user_id: str) -> UserPresence | None:
+        user = self._users.get(user_id)
+        if user is None:
+            return None
+        rooms = {room for sid in user.sessions for room in self._sessions[sid].rooms}
+        return UserPresence(
+            user_id, user.name, len(user.sessions), sorted(rooms), user.last_seen_ms
+        )
 
     # -- node leases -------------------------------------------------------------------
     # A single node never outlives itself, but the semantics match RedisStore's so that
@@ -191,6 +260,23 @@ class MemoryStore:
         self._leases.pop(node_id, None)
 
     # -- message logs ------------------------------------------------------------------
+
+    async def append_once(
+        self, log: str, entry_tail: str, fanouts: Sequence[Fanout], dedupe: Dedupe
+    ) -> Appended:
+        now = time.monotonic()
+        while self._dedupe:  # forget what expired, oldest first
+            oldest = next(iter(self._dedupe))
+            if self._dedupe[oldest][0] > now:
+                break
+            del self._dedupe[oldest]
+        known = self._dedupe.get((log, dedupe.key))
+        if known is not None:
+            return Appended(known[1], original=known[2])
+        seq = await self.append(log, entry_tail, fanouts)
+        entry = f'{{"seq":{seq}{entry_tail}'
+        self._dedupe[(log, dedupe.key)] = (now + dedupe.ttl_ms / 1000, seq, entry)
+        return Appended(seq)
 
     async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
         if not entry_tail.startswith((",", "}")):

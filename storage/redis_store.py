@@ -15,6 +15,7 @@ or Sentinel if you like), not Redis Cluster.
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,12 +23,15 @@ import redis.asyncio
 import redis.exceptions
 
 from storage.base import (
+    Appended,
+    Dedupe,
     Fanout,
     Member,
     Room,
     RoomNameTaken,
     RoomSummary,
     StoreUnavailable,
+    UserPresence,
 )
 from storage.keys import KeySchema, split_template
 
@@ -60,12 +64,14 @@ local function leave(sessions_key, counts_key, users_key, sid)
 end
 """
 
-# KEYS: rooms, room_names, room_info, room_owners.  ARGV: room_id, name, owner id, owner name
+# KEYS: rooms, room_names, room_info, room_owners, room_acl.
+# ARGV: room_id, name, number of owners n, n (owner id, owner name) pairs, then acl pairs
 _CREATE_ROOM = """
+local n = tonumber(ARGV[3])
 local existing = redis.call('HGET', KEYS[2], ARGV[2])
 if existing then
   -- The same create again (a retry after a lost reply) succeeds instead of failing.
-  if existing == ARGV[1] and redis.call('HEXISTS', KEYS[4], ARGV[3]) == 1 then
+  if existing == ARGV[1] and (n == 0 or redis.call('HEXISTS', KEYS[4], ARGV[4]) == 1) then
     return 'exists'
   end
   return 'taken'
@@ -76,9 +82,41 @@ local created = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[3], 'name', ARGV[2], 'created', created)
-redis.call('HSET', KEYS[4], ARGV[3], ARGV[4])
+for i = 4, 3 + 2 * n, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
+for i = 4 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
 return 'created'
 """
+
+# KEYS: rooms, room_names, room_info.  ARGV: room_id, new name
+# Returns {'missing'}, {'taken'} or {'renamed', old name}.
+_RENAME_ROOM = """
+local old = redis.call('HGET', KEYS[3], 'name')
+if not old then return {'missing'} end
+local holder = redis.call('HGET', KEYS[2], ARGV[2])
+if holder and holder ~= ARGV[1] then return {'taken'} end
+redis.call('HDEL', KEYS[2], old)
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[3], 'name', ARGV[2])
+return {'renamed', old}
+"""
+
+# KEYS: rooms, room_names, room_info, room_owners, room_acl, room_users, room_sessions,
+# room_counts, log, log_seq.  ARGV: room_id, session_rooms template.  Returns 0 or 1.
+_REMOVE_ROOM = (
+    _LUA_KEY
+    + """
+local name = redis.call('HGET', KEYS[3], 'name')
+if not name then return 0 end
+for _, sid in ipairs(redis.call('HKEYS', KEYS[7])) do
+  redis.call('SREM', key(ARGV[2], ARGV[3], sid), ARGV[1])
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], name)
+redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+return 1
+"""
+)
 
 # KEYS: room_info, room_acl.  ARGV: type1, rule1, type2, rule2, ...
 _SET_ACL = """
@@ -88,11 +126,13 @@ if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
 return 1
 """
 
-# KEYS: session_info, node_sessions(node), session_rooms.
+# KEYS: session_info, node_sessions(node), session_rooms, user_sessions, user_info.
 # ARGV: sid, uid, name, node, node_sessions template, room_users template
 _REGISTER_SESSION = (
     _LUA_KEY
     + """
+redis.call('SADD', KEYS[4], ARGV[1])
+redis.call('HSET', KEYS[5], 'name', ARGV[3])
 local old = redis.call('HGET', KEYS[1], 'node')
 if old and old ~= ARGV[4] then
   redis.call('SREM', key(ARGV[5], ARGV[6], old), ARGV[1])
@@ -131,11 +171,13 @@ return 0
 )
 
 # KEYS: session_info, session_rooms
-# ARGV: sid, then templates of room_sessions, room_counts, room_users, node_sessions
+# ARGV: sid, then templates of room_sessions, room_counts, room_users, node_sessions,
+# user_sessions, user_info
 # Returns {} for an unknown sid, else {uid, name, id of each room the user left...}.
 _DROP_SESSION = (
     _LUA_KEY
     + _LUA_LEAVE
+    + _LUA_NOW_MS
     + """
 local s = redis.call('HMGET', KEYS[1], 'uid', 'name', 'node')
 if not s[1] then return {} end
@@ -148,6 +190,11 @@ for _, rid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 if s[3] then redis.call('SREM', key(ARGV[8], ARGV[9], s[3]), ARGV[1]) end
+local user_sessions = key(ARGV[10], ARGV[11], s[1])
+redis.call('SREM', user_sessions, ARGV[1])
+if redis.call('SCARD', user_sessions) == 0 then
+  redis.call('HSET', key(ARGV[12], ARGV[13], s[1]), 'last_seen', now_ms())
+end
 return result
 """
 )
@@ -186,6 +233,21 @@ redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 for i = 3, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
 return seq
+"""
+
+# KEYS: log, log_seq, log_dedupe.  ARGV: entry_tail, history_size, ttl ms, then
+# (channel, head, tail) per fanout.  Returns {seq} for a new entry, {seq, first entry}
+# for a retry (nothing stored or published).
+_APPEND_ONCE = """
+local first = redis.call('GET', KEYS[3])
+if first then return {tonumber(string.match(first, '^{"seq":(%d+)')), first} end
+local seq = redis.call('INCR', KEYS[2])
+local entry = '{"seq":' .. seq .. ARGV[1]
+redis.call('ZADD', KEYS[1], seq, entry)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
+redis.call('SET', KEYS[3], entry, 'PX', ARGV[3])
+for i = 4, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+return {seq}
 """
 
 # -- errors and decoding -----------------------------------------------------------------
@@ -256,6 +318,9 @@ class RedisStore:
         # Lua scripts are registered once; the client runs them with EVALSHA and loads
         # them again by itself after a Redis restart (NOSCRIPT).
         self._create_room = client.register_script(_CREATE_ROOM)
+        self._rename_room = client.register_script(_RENAME_ROOM)
+        self._remove_room = client.register_script(_REMOVE_ROOM)
+        self._append_once = client.register_script(_APPEND_ONCE)
         self._set_acl = client.register_script(_SET_ACL)
         self._register_session = client.register_script(_REGISTER_SESSION)
         self._join_room = client.register_script(_JOIN_ROOM)
@@ -272,13 +337,24 @@ class RedisStore:
             *split_template(keys.room_counts),
             *split_template(keys.room_users),
             *self._node_sessions_template,
+            *split_template(keys.user_sessions),
+            *split_template(keys.user_info),
         )
+        self._session_rooms_template = split_template(keys.session_rooms)
 
     # -- rooms -------------------------------------------------------------------------
 
     @_unavailable_as_store_error
-    async def create_room(self, room_id: str, name: str, owner: Member) -> Room:
+    async def create_room(
+        self,
+        room_id: str,
+        name: str,
+        owners: Sequence[Member],
+        acl: Mapping[str, str] | None = None,
+    ) -> Room:
         k = self._keys
+        owner_pairs = [part for o in owners for part in (o.id, o.name)]
+        acl_pairs = [part for item in (acl or {}).items() for part in item]
         outcome = _text(
             await self._create_room(
                 keys=[
@@ -286,8 +362,9 @@ class RedisStore:
                     k.room_names(),
                     k.room_info(room_id),
                     k.room_owners(room_id),
+                    k.room_acl(room_id),
                 ],
-                args=[room_id, name, owner.id, owner.name],
+                args=[room_id, name, len(owners), *owner_pairs, *acl_pairs],
             )
         )
         if outcome == "taken":
@@ -298,7 +375,9 @@ class RedisStore:
             room = await self.get_room(room_id)
             if room is not None:
                 return room
-        return Room(id=room_id, name=name, owners={owner.id: owner.name})
+        return Room(
+            id=room_id, name=name, owners={o.id: o.name for o in owners}, acl=dict(acl or {})
+        )
 
     @_unavailable_as_store_error
     async def get_room(self, room_id: str) -> Room | None:
@@ -339,6 +418,40 @@ class RedisStore:
             args=pairs,
         )
 
+    @_unavailable_as_store_error
+    async def rename_room(self, room_id: str, name: str) -> str | None:
+        k = self._keys
+        reply = await self._rename_room(
+            keys=[k.rooms(), k.room_names(), k.room_info(room_id)], args=[room_id, name]
+        )
+        outcome = _text(reply[0])
+        if outcome == "taken":
+            raise RoomNameTaken(name)
+        return _text(reply[1]) if outcome == "renamed" else None
+
+    @_unavailable_as_store_error
+    async def remove_room(self, room_id: str, log: str) -> Room | None:
+        room = await self.get_room(room_id)
+        if room is None:
+            return None
+        k = self._keys
+        removed = await self._remove_room(
+            keys=[
+                k.rooms(),
+                k.room_names(),
+                k.room_info(room_id),
+                k.room_owners(room_id),
+                k.room_acl(room_id),
+                k.room_users(room_id),
+                k.room_sessions(room_id),
+                k.room_counts(room_id),
+                k.log(log),
+                k.log_seq(log),
+            ],
+            args=[room_id, *self._session_rooms_template],
+        )
+        return room if removed else None
+
     # -- presence ----------------------------------------------------------------------
 
     @_unavailable_as_store_error
@@ -348,6 +461,8 @@ class RedisStore:
                 self._keys.session_info(sid),
                 self._keys.node_sessions(node_id),
                 self._keys.session_rooms(sid),
+                self._keys.user_sessions(member.id),
+                self._keys.user_info(member.id),
             ],
             args=[
                 sid,
@@ -411,6 +526,26 @@ class RedisStore:
         sids = await self._redis.smembers(self._keys.node_sessions(node_id))
         return sorted(_text(sid) for sid in sids)
 
+    @_unavailable_as_store_error
+    async def user_presence(self, user_id: str) -> UserPresence | None:
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.hgetall(self._keys.user_info(user_id))
+        pipe.smembers(self._keys.user_sessions(user_id))
+        info, sids = await pipe.execute()
+        if not info:
+            return None
+        user = _text_map(info)
+        session_keys = [self._keys.session_rooms(_text(sid)) for sid in sids]
+        rooms = await self._redis.sunion(session_keys) if session_keys else []
+        last_seen = user.get("last_seen")
+        return UserPresence(
+            id=user_id,
+            name=user["name"],
+            sessions=len(sids),
+            rooms=sorted(_text(room) for room in rooms),
+            last_seen_ms=int(last_seen) if last_seen else None,
+        )
+
     # -- node leases -------------------------------------------------------------------
     # Expiries use the Redis server clock (TIME inside the scripts), so nodes with
     # skewed clocks still agree on who has expired.
@@ -456,6 +591,23 @@ class RedisStore:
             args=[entry_tail, self._history_size, *publish],
         )
         return int(seq)
+
+    @_unavailable_as_store_error
+    async def append_once(
+        self, log: str, entry_tail: str, fanouts: Sequence[Fanout], dedupe: Dedupe
+    ) -> Appended:
+        if not entry_tail.startswith((",", "}")):
+            raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
+        k = self._keys
+        digest = hashlib.sha256(dedupe.key.encode()).hexdigest()
+        publish = [part for f in fanouts for part in (k.channel(f.channel), f.head, f.tail)]
+        reply = await self._append_once(
+            keys=[k.log(log), k.log_seq(log), k.log_dedupe(log, digest)],
+            args=[entry_tail, self._history_size, dedupe.ttl_ms, *publish],
+        )
+        if len(reply) > 1:
+            return Appended(int(reply[0]), original=_text(reply[1]))
+        return Appended(int(reply[0]))
 
     @_unavailable_as_store_error
     async def history(

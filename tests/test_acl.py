@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handlers.acl import check_rule, refusal
+from core.acl import check_rule, refusal
 from storage.base import Room
 
 

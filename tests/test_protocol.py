@@ -37,6 +37,8 @@ EVENTS = (
     "users_in_room",
     "history",
     "set_acl",
+    "rename_room",
+    "remove_room",
 )
 JWT_SECRET = "a-test-secret-long-enough-for-hs256-and-for-hs512-which-wants-64-bytes"
 RFC3339_MS_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -56,6 +58,15 @@ def ok(reply: dict[str, Any]) -> dict[str, Any]:
 def bad(reply: dict[str, Any]) -> str:
     """The message of a 400 reply (fails with the reply when it is not one)."""
     assert reply["status_code"] == 400, reply
+    assert set(reply) == {"status_code", "data"}, reply
+    assert isinstance(reply["data"], str) and reply["data"], reply
+    message: str = reply["data"]
+    return message
+
+
+def refused(reply: dict[str, Any]) -> str:
+    """The message of a 403 reply: a refused permission (ownership, access rules)."""
+    assert reply["status_code"] == 403, reply
     assert set(reply) == {"status_code", "data"}, reply
     assert isinstance(reply["data"], str) and reply["data"], reply
     message: str = reply["data"]
@@ -175,6 +186,8 @@ def one_request_per_event(room_id: str, new_room: str) -> dict[str, dict[str, An
         "users_in_room": {"verb": "list", "target": {"id": room_id}},
         "history": {"verb": "list", "target": {"id": room_id}},
         "set_acl": {"verb": "update", "target": {"id": room_id}, "object": {"attachments": []}},
+        "rename_room": {"verb": "rename", "target": {"id": room_id, "displayName": new_room}},
+        "remove_room": {"verb": "remove", "target": {"id": room_id}},
     }
 
 
@@ -292,7 +305,7 @@ async def test_login_again_as_the_same_user_updates_it_another_user_is_refused(
     room_id = await owner.create("club")
     ok(await set_acl(owner, room_id, {"city": "Shanghai"}))
     client = await node.client(transport, user="alice", attributes={"city": "Paris"})
-    bad(await client.join(room_id))
+    refused(await client.join(room_id))
 
     data = ok(await client.login("alice", name="Alice", attributes={"city": "Shanghai"}))
     assert data["actor"] == {
@@ -480,7 +493,7 @@ async def test_jwt_client_cannot_add_attributes_the_token_does_not_give(
     }
     data = ok(await client.call("login", payload))
     assert data["actor"]["attachments"] == []
-    bad(await client.join(room_id))
+    refused(await client.join(room_id))
 
 
 # -- the session's user is authoritative ---------------------------------------------------
@@ -717,6 +730,86 @@ async def test_joining_twice_or_from_a_second_session_does_not_announce_again(
     await alice.settle()
     assert len(alice.events("gn_user_joined")) == 1
     assert [u["id"] for u in await users_in_room(alice, room_id)] == ["alice", "bob"]
+
+
+# -- rename_room and remove_room --------------------------------------------------------------
+
+
+async def rename(client: ChatClient, room_id: Any, name: Any) -> dict[str, Any]:
+    return await client.call(
+        "rename_room", {"verb": "rename", "target": {"id": room_id, "displayName": name}}
+    )
+
+
+async def remove(client: ChatClient, room_id: Any) -> dict[str, Any]:
+    return await client.call("remove_room", {"verb": "remove", "target": {"id": room_id}})
+
+
+async def test_an_owner_renames_a_room_and_its_members_hear_it(
+    node: RunningNode, transport: str
+):
+    alice = await node.client(transport, user="alice")
+    bob = await node.client(other(transport), user="bob")
+    room_id = await alice.create("lobby")
+    taken = await alice.create("hall")
+    ok(await alice.join(room_id))
+    ok(await bob.join(room_id))
+    assert "owner" in refused(await rename(bob, room_id, "bob's room"))
+    assert "exists" in bad(await rename(alice, room_id, "hall"))
+    assert "no room" in bad(await rename(alice, "no-such-room", "x"))
+    reply = ok(await rename(alice, room_id, "foyer"))
+    assert reply["target"] == {"id": room_id, "displayName": "foyer", "objectType": "room"}
+    for client in (alice, bob):
+        [renamed] = await client.wait_for("gn_room_renamed")
+        assert renamed["verb"] == "rename"
+        assert renamed["actor"] == {"id": "alice", "summary": "alice"}
+        assert renamed["target"] == reply["target"]
+        assert renamed["object"] == {"objectType": "room", "summary": "lobby"}
+    assert [(r["id"], r["content"]) for r in await list_rooms(alice)] == [
+        (room_id, "foyer"),
+        (taken, "hall"),
+    ]
+    assert join_part(await bob.join(room_id), "owner") == [{"id": "alice", "content": "alice"}]
+    await alice.create("lobby")  # the old name is free
+
+
+async def test_an_owner_removes_a_room_and_its_members_are_out(
+    node: RunningNode, transport: str
+):
+    alice = await node.client(transport, user="alice")
+    bob = await node.client(other(transport), user="bob")
+    room_id = await alice.create("doomed")
+    ok(await alice.join(room_id))
+    ok(await bob.join(room_id))
+    ok(await alice.say(room_id, "last words"))
+    assert "owner" in refused(await remove(bob, room_id))
+    reply = ok(await remove(alice, room_id))
+    assert reply["target"]["id"] == room_id
+    for client in (alice, bob):
+        [removed] = await client.wait_for("gn_room_removed")
+        assert removed["verb"] == "remove"
+        assert removed["target"] == {"id": room_id, "displayName": "doomed", "objectType": "room"}
+        assert "before sending" in bad(await client.say(room_id, "hello?"))
+        assert "no room" in bad(await client.join(room_id))
+        assert "no room" in bad(await client.history({"id": room_id}))
+    await bob.settle()
+    assert bob.events("gn_user_left") == []  # the room is gone, nobody "left" it
+    assert await list_rooms(alice) == []
+    assert "no room" in bad(await remove(alice, room_id))
+    again = await alice.create("doomed")  # a new room: nothing of the old one carries over
+    assert join_part(await alice.join(again), "history") == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [None, {}, {"id": ""}, {"id": 5.5}, {"id": "r", "displayName": ""}, {"id": "r"}, "room"],
+    ids=repr,
+)
+async def test_rename_room_with_a_bad_target_is_refused(node: RunningNode, target: Any):
+    alice = await node.client(user="alice")
+    bad(await alice.call("rename_room", {"verb": "rename", "target": target}))
+    if not (isinstance(target, dict) and "displayName" in target):
+        bad(await alice.call("remove_room", {"verb": "remove", "target": target}))
 
 
 # -- leave and disconnect ------------------------------------------------------------------
@@ -1223,7 +1316,7 @@ async def test_only_an_owner_can_set_the_acl(node: RunningNode, transport: str):
     bob = await node.client(other(transport), user="bob", attributes={"city": "Shanghai"})
     room_id = await alice.create("lobby")
     ok(await bob.join(room_id))
-    assert "owner" in bad(await set_acl(bob, room_id, {"city": "Beijing"}))
+    assert "owner" in refused(await set_acl(bob, room_id, {"city": "Beijing"}))
     assert join_part(await bob.join(room_id), "acl") == []
     assert await set_acl(alice, room_id, {"city": "Shanghai"}) == {"status_code": 200}
     assert join_part(await bob.join(room_id), "acl") == [
@@ -1308,8 +1401,8 @@ async def test_acl_decides_who_may_join_and_read(
         assert [e["content"] for e in history_of(history)] == ["members only"]
         ok(await guest.say(room_id, "glad to be here"))
     else:
-        bad(join)
-        bad(history)
+        refused(join)
+        refused(history)
         bad(await guest.say(room_id, "let me in"))
         assert [u["id"] for u in await users_in_room(owner, room_id)] == ["owner"]
 
@@ -1323,9 +1416,9 @@ async def test_open_ended_ranges(node: RunningNode, transport: str):
     old = await node.client(other(transport), user="old", attributes={"age": "99"})
     young = await node.client(other(transport), user="young", attributes={"age": "7"})
     ok(await old.join(adults))
-    bad(await old.join(kids))
+    refused(await old.join(kids))
     ok(await young.join(kids))
-    bad(await young.join(adults))
+    refused(await young.join(adults))
 
 
 # -- text that is not Unicode -------------------------------------------------------------

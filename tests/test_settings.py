@@ -132,6 +132,9 @@ def test_every_option_has_an_environment_variable():
         "DINO_LOG_FORMAT": "json",
         "DINO_METRICS": "0",
         "DINO_DRAIN_TIMEOUT": "12.5",
+        "DINO_API_KEYS": "old-key, new-key",
+        "DINO_IDEMPOTENCY_TTL": "60",
+        "DINO_MAX_API_BODY_BYTES": "4096",
     }
     settings = parse(**env)
     assert settings == Settings(
@@ -158,6 +161,9 @@ def test_every_option_has_an_environment_variable():
         log_format="json",
         metrics=False,
         drain_timeout=12.5,
+        api_keys=("old-key", "new-key"),
+        idempotency_ttl=60.0,
+        max_api_body_bytes=4096,
     )
     # Every Settings field is reachable from the environment.
     names = {f.name for f in dataclasses.fields(Settings)}

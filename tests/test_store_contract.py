@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 from uuid import uuid4
@@ -20,7 +21,15 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from storage.base import Fanout, Member, RoomNameTaken, RoomSummary, Store, StoreUnavailable
+from storage.base import (
+    Dedupe,
+    Fanout,
+    Member,
+    RoomNameTaken,
+    RoomSummary,
+    Store,
+    StoreUnavailable,
+)
 from storage.keys import KeySchema, key_schema_table, split_template
 from storage.memory import MemoryStore
 from storage.redis_store import RedisStore
@@ -155,7 +164,7 @@ def store(harness: Harness) -> Store:
 
 async def new_room(store: Store, name: str = "lobby", owner: Member = ALICE) -> str:
     room_id = uuid4().hex
-    await store.create_room(room_id, name, owner)
+    await store.create_room(room_id, name, [owner])
     return room_id
 
 
@@ -195,14 +204,14 @@ async def seqs(
 
 
 async def test_create_get_and_list_rooms(store: Store) -> None:
-    room = await store.create_room("r1", "zoo", ALICE)
+    room = await store.create_room("r1", "zoo", [ALICE])
     assert (room.id, room.name, dict(room.owners), dict(room.acl)) == (
         "r1",
         "zoo",
         {"alice": "Alice"},
         {},
     )
-    await store.create_room("r2", "aquarium", BOB)
+    await store.create_room("r2", "aquarium", [BOB])
     fetched = await store.get_room("r1")
     assert fetched is not None
     assert (fetched.name, dict(fetched.owners), dict(fetched.acl)) == (
@@ -226,26 +235,26 @@ async def test_list_rooms_empty(store: Store) -> None:
 
 
 async def test_duplicate_name_raises(store: Store) -> None:
-    await store.create_room("r1", "lobby", ALICE)
+    await store.create_room("r1", "lobby", [ALICE])
     with pytest.raises(RoomNameTaken):
-        await store.create_room("r2", "lobby", BOB)
+        await store.create_room("r2", "lobby", [BOB])
     assert await store.get_room("r2") is None
-    await store.create_room("r3", "Lobby", BOB)  # names compare case-sensitively
+    await store.create_room("r3", "Lobby", [BOB])  # names compare case-sensitively
     assert [r.name for r in await store.list_rooms()] == ["Lobby", "lobby"]
 
 
 async def test_create_retried_after_a_lost_reply_succeeds(store: Store) -> None:
-    first = await store.create_room("r1", "lobby", ALICE)
-    assert await store.create_room("r1", "lobby", ALICE) == first
+    first = await store.create_room("r1", "lobby", [ALICE])
+    assert await store.create_room("r1", "lobby", [ALICE]) == first
     with pytest.raises(RoomNameTaken):
-        await store.create_room("r1", "lobby", BOB)  # not a retry: another owner
+        await store.create_room("r1", "lobby", [BOB])  # not a retry: another owner
     with pytest.raises(ValueError, match="in use"):
-        await store.create_room("r1", "other name", ALICE)
+        await store.create_room("r1", "other name", [ALICE])
 
 
 async def test_concurrent_creates_of_one_name_exactly_one_wins(store: Store) -> None:
     results = await asyncio.gather(
-        *(store.create_room(f"r{i}", "contested", ALICE) for i in range(20)),
+        *(store.create_room(f"r{i}", "contested", [ALICE]) for i in range(20)),
         return_exceptions=True,
     )
     winners = [r for r in results if not isinstance(r, BaseException)]
@@ -526,6 +535,121 @@ async def test_concurrent_appends_arrive_in_seq_order(harness: Harness) -> None:
     assert [json.loads(text)[0]["seq"] for text in received] == list(range(1, 51))
 
 
+# -- rooms made, renamed and removed by the backend ------------------------------------------
+
+
+async def test_create_with_several_owners_and_an_acl(store: Store) -> None:
+    room = await store.create_room("r1", "club", [ALICE, BOB], {"age": "18:"})
+    assert (dict(room.owners), dict(room.acl)) == ({"alice": "Alice", "bob": "Bob"}, {"age": "18:"})
+    fetched = await store.get_room("r1")
+    assert fetched is not None
+    assert (dict(fetched.owners), dict(fetched.acl)) == (dict(room.owners), dict(room.acl))
+
+
+async def test_create_without_owners_and_its_retry(store: Store) -> None:
+    room = await store.create_room("r1", "announcements", [])
+    assert dict(room.owners) == {}
+    assert await store.create_room("r1", "announcements", []) == room
+    with pytest.raises(RoomNameTaken):
+        await store.create_room("r2", "announcements", [])
+
+
+async def test_rename_room(store: Store) -> None:
+    await store.create_room("r1", "lobby", [ALICE])
+    await store.create_room("r2", "hall", [BOB])
+    assert await store.rename_room("r1", "foyer") == "lobby"
+    room = await store.get_room("r1")
+    assert room is not None and room.name == "foyer"
+    assert [r.name for r in await store.list_rooms()] == ["foyer", "hall"]
+    with pytest.raises(RoomNameTaken):
+        await store.rename_room("r1", "hall")
+    assert await store.rename_room("r1", "foyer") == "foyer"  # the same name: no change
+    assert await store.rename_room("nope", "x") is None
+    await store.create_room("r3", "lobby", [CAROL])  # the old name is free again
+
+
+async def test_remove_room_takes_presence_and_log_with_it(store: Store) -> None:
+    room_id = await new_room(store, "doomed")
+    other = await new_room(store, "stays")
+    await joined(store, room_id, "s1", ALICE)
+    await joined(store, other, "s1", ALICE)
+    await joined(store, room_id, "s2", BOB)
+    await append_many(store, "room:" + room_id, 3)
+    removed = await store.remove_room(room_id, "room:" + room_id)
+    assert removed is not None and removed.name == "doomed"
+    assert await store.get_room(room_id) is None
+    assert [r.id for r in await store.list_rooms()] == [other]
+    assert await store.room_members(room_id) == []
+    assert await store.history("room:" + room_id, before=None, since=None, limit=10) == []
+    alice = await store.user_presence("alice")
+    assert alice is not None and alice.rooms == [other]
+    assert await store.join_room(room_id, "s1") is False  # gone: nobody joins it
+    assert await store.drop_session("s1") == [(other, ALICE)]  # nothing of it is left
+    assert await store.remove_room(room_id, "room:" + room_id) is None
+    await store.create_room("r-new", "doomed", [BOB])  # its name is free again
+
+
+# -- users ------------------------------------------------------------------------------------
+
+
+async def test_user_presence_counts_sessions_rooms_and_last_seen(store: Store) -> None:
+    assert await store.user_presence("alice") is None
+    room_id = await new_room(store)
+    await joined(store, room_id, "s1", ALICE)
+    await store.register_session("s2", ALICE, "n2")
+    alice = await store.user_presence("alice")
+    assert alice is not None
+    assert (alice.name, alice.sessions, alice.rooms, alice.last_seen_ms) == (
+        "Alice", 2, [room_id], None
+    )
+    await store.drop_session("s1")
+    alice = await store.user_presence("alice")
+    assert alice is not None and (alice.sessions, alice.rooms, alice.last_seen_ms) == (1, [], None)
+    before_ms = int(time.time() * 1000) - 1000  # the Redis clock may differ a little
+    await store.drop_session("s2")
+    alice = await store.user_presence("alice")
+    assert alice is not None and (alice.sessions, alice.rooms) == (0, [])
+    assert alice.last_seen_ms is not None and alice.last_seen_ms >= before_ms
+
+
+# -- idempotent appends -----------------------------------------------------------------------
+
+ONCE = Dedupe("client-1", 60_000)
+
+
+async def test_append_once_stores_a_retry_once(harness: Harness) -> None:
+    inbox = await harness.listen("room:a")
+    fanout = Fanout("room:a", "[", "]")
+    first = await harness.store.append_once("log:a", text_tail("hello"), [fanout], ONCE)
+    assert first.original is None
+    retry = await harness.store.append_once("log:a", text_tail("hello again"), [fanout], ONCE)
+    assert retry.seq == first.seq
+    assert retry.original is not None and json.loads(retry.original)["text"] == "hello"
+    assert await seqs(harness.store, "log:a") == [first.seq]
+    assert len(await inbox.take(2, timeout=0.3)) == 1  # the retry published nothing
+    other_key = await harness.store.append_once("log:a", "}", [], Dedupe("client-2", 60_000))
+    other_log = await harness.store.append_once("log:b", "}", [], ONCE)  # keys are per log
+    assert (other_key.original, other_log.original) == (None, None)
+    assert (other_key.seq, other_log.seq) == (first.seq + 1, 1)
+
+
+async def test_append_once_forgets_after_its_ttl(store: Store) -> None:
+    short = Dedupe("k", 50)
+    first = await store.append_once("log", "}", [], short)
+    await asyncio.sleep(0.2)
+    again = await store.append_once("log", "}", [], short)
+    assert (again.original, again.seq) == (None, first.seq + 1)
+
+
+async def test_concurrent_retries_store_exactly_once(store: Store) -> None:
+    results = await asyncio.gather(
+        *(store.append_once("log", text_tail(f"try {i}"), [], ONCE) for i in range(20))
+    )
+    assert {r.seq for r in results} == {1}
+    assert sum(r.original is None for r in results) == 1
+    assert await seqs(store, "log") == [1]
+
+
 # -- RedisStore only ------------------------------------------------------------------------
 
 
@@ -624,6 +748,9 @@ async def test_no_presence_keys_outlive_their_sessions(
         keys.room_names(),
         keys.room_info(room_id),
         keys.room_owners(room_id),
+        # A user's name and last seen time are kept: they are what "last seen" means.
+        keys.user_info(ALICE.id),
+        keys.user_info(BOB.id),
     }
 
 

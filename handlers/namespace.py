@@ -1,9 +1,9 @@
 """The /chat namespace: turns socket.io events into handler calls and replies.
 
 Every event ``E`` is answered with ``gn_E`` on the connection and, when the client asked
-for an ack, with the same object as the ack. Errors become status codes here and only
-here: 400 with the handler's message for the client's mistakes, 500 for the rest, with
-the traceback in the log and nothing internal in the reply.
+for an ack, with the same object as the ack. The core's typed errors become status codes
+here and only here: 400 for the client's mistakes, 403 for a refused permission, 500 for
+the rest, with the traceback in the log and nothing internal in the reply.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from typing import Any
 
 import socketio
 
-from handlers.events import EVENTS
-from handlers.session import disconnect
-from handlers.validation import BadRequest, encodable, request_object
-from storage.base import StoreUnavailable
+from core import pushes, sessions
+from core.errors import BadRequest, Forbidden, Unavailable
+from server.hub import Session
+from server.metrics import UNKNOWN_EVENT
+from server.node import Node
+from server.ratelimit import TokenBucket
+from server.wire import NAMESPACE
 
-from .hub import Session
-from .metrics import UNKNOWN_EVENT
-from .node import Node
-from .ratelimit import TokenBucket
-from .wire import NAMESPACE
+from .events import EVENTS
+from .validation import encodable, request_object
 
 log = logging.getLogger("dino.namespace")
 
@@ -47,25 +47,24 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_connect(self, sid: str, auth: Any) -> None:
         eio_sid = self.node.sio.manager.eio_sid_from_sid(sid, NAMESPACE)
-        session = self.node.hub.add_session(sid, eio_sid)
+        token = auth.get("token") if isinstance(auth, dict) else None
+        session = await sessions.connect(
+            self.node, sid, eio_sid, token if isinstance(token, str) else None
+        )
         settings = self.node.settings
         session.bucket = TokenBucket(settings.max_events_per_second, settings.max_event_burst)
-        if isinstance(auth, dict) and isinstance(auth.get("token"), str):
-            session.token = auth["token"]
-        await self.node.send(session, "gn_connect", {"status_code": 200})
+        await self.node.send(session, pushes.CONNECT_EVENT, pushes.connected())
 
     async def on_disconnect(self, sid: str) -> None:
-        session = self.node.hub.remove_session(sid)
+        session = self.node.hub.sessions.get(sid)
         if session is None:
             return
         try:
-            await disconnect(self.node, session)
-        except StoreUnavailable as exc:
+            await sessions.disconnect(self.node, session)
+        except Unavailable as exc:
             self.node.outage.failed("disconnect", exc)
-            self.node.unfinished_drops.add(sid)
         except Exception:
             log.exception("cleaning up session %s failed", sid)
-            self.node.unfinished_drops.add(sid)
 
     async def on_event(self, event: str, sid: str, payload: Any) -> Reply:
         session = self.node.hub.sessions.get(sid)
@@ -103,7 +102,9 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             data = await handler(self.node, session, request)
         except BadRequest as exc:
             return {"status_code": 400, "data": encodable(str(exc))}
-        except StoreUnavailable as exc:
+        except Forbidden as exc:
+            return {"status_code": 403, "data": encodable(str(exc))}
+        except Unavailable as exc:
             self.node.outage.failed(event, exc)
             return {"status_code": 500, "data": "storage is unavailable; try again shortly"}
         except Exception:

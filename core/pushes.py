@@ -1,0 +1,180 @@
+"""ActivityStreams 1.0 shapes of everything a node sends: replies and server pushes.
+
+Built here and nowhere else, so every entry point and every node agrees on them. The
+push events (sent without being asked) are named by the ``*_EVENT`` constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from storage.base import Member, Room
+
+Activity = dict[str, Any]
+
+CONNECT_EVENT = "gn_connect"
+MESSAGE_EVENT = "message"
+USER_JOINED_EVENT = "gn_user_joined"
+USER_LEFT_EVENT = "gn_user_left"
+ROOM_REMOVED_EVENT = "gn_room_removed"
+ROOM_RENAMED_EVENT = "gn_room_renamed"
+BROADCAST_EVENT = "gn_broadcast"
+SESSION_CLOSED_EVENT = "gn_session_closed"
+
+
+def connected() -> Activity:
+    """gn_connect: pushed right after the socket.io connection is made."""
+    return {"status_code": 200}
+
+
+def now_rfc3339() -> str:
+    """UTC time with milliseconds, e.g. 2026-11-28T10:45:34.123Z."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def ms_rfc3339(ms: int) -> str:
+    """A time in milliseconds since the epoch, as ``now_rfc3339`` writes it."""
+    moment = datetime.fromtimestamp(ms / 1000, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def actor(member: Member) -> Activity:
+    return {"id": member.id, "summary": member.name}
+
+
+def room_target(room_id: str) -> Activity:
+    return {"id": room_id, "objectType": "room"}
+
+
+def room_object(room: Room) -> Activity:
+    return {"id": room.id, "displayName": room.name, "objectType": "room"}
+
+
+def member_attachments(members: Iterable[Member]) -> list[Activity]:
+    return [{"id": m.id, "content": m.name} for m in members]
+
+
+def message(
+    message_id: str, sender: Member, target_kind: str, target_id: str, content: str, kind: str
+) -> Activity:
+    """A message as it is stored and pushed (the store adds ``seq`` in front)."""
+    return {
+        "id": message_id,
+        "published": now_rfc3339(),
+        "verb": "send",
+        "actor": actor(sender),
+        "target": {"id": target_id, "objectType": target_kind},
+        "object": {"content": content, "objectType": kind},
+    }
+
+
+def history_entry(message: Activity) -> Activity:
+    """A stored message as a history attachment: the seed's id/content/summary/published."""
+    sender = message.get("actor", {})
+    return {
+        "id": message.get("id"),
+        "seq": message.get("seq"),
+        "content": message.get("object", {}).get("content"),
+        "summary": sender.get("summary"),
+        "published": message.get("published"),
+        "actor": {"id": sender.get("id")},
+    }
+
+
+def presence(verb: str, member: Member, room_id: str) -> Activity:
+    """Payload of gn_user_joined / gn_user_left."""
+    return {"verb": verb, "actor": actor(member), "target": room_target(room_id)}
+
+
+def listing(target_id: str, object_type: str, attachments: list[Activity]) -> Activity:
+    return {
+        "verb": "list",
+        "target": {"id": target_id},
+        "object": {"objectType": object_type, "attachments": attachments},
+    }
+
+
+def login_reply(member: Member, attributes: dict[str, str]) -> Activity:
+    return {
+        "verb": "login",
+        "actor": {
+            "id": member.id,
+            "summary": member.name,
+            "attachments": [{"objectType": k, "content": v} for k, v in attributes.items()],
+        },
+    }
+
+
+def created(room: Room, by: Member) -> Activity:
+    """The reply to ``create``."""
+    return {"verb": "create", "actor": actor(by), "target": room_object(room)}
+
+
+def room_list(rooms: Iterable[Any]) -> Activity:
+    """The reply to ``list_rooms``: each room with its member count as ``summary``."""
+    return {
+        "verb": "list",
+        "object": {
+            "objectType": "rooms",
+            "attachments": [{"id": r.id, "content": r.name, "summary": r.members} for r in rooms],
+        },
+    }
+
+
+def join_reply(room: Room, history: list[Activity], members: list[Member]) -> Activity:
+    owners = [{"id": uid, "content": name} for uid, name in sorted(room.owners.items())]
+    acl = [{"objectType": kind, "content": rule} for kind, rule in sorted(room.acl.items())]
+    return {
+        "verb": "join",
+        "actor": {"id": room.id},
+        "target": room_object(room),
+        "object": {
+            "objectType": "room",
+            "attachments": [
+                {"objectType": "history", "attachments": [history_entry(m) for m in history]},
+                {"objectType": "owner", "attachments": owners},
+                {"objectType": "acl", "attachments": acl},
+                {"objectType": "user", "attachments": member_attachments(members)},
+            ],
+        },
+    }
+
+
+def _by(activity: Activity, member: Member | None) -> Activity:
+    """``activity`` with ``actor`` when a user (not the backend) did it."""
+    if member is not None:
+        activity["actor"] = actor(member)
+    return activity
+
+
+def room_removed(room: Room, by: Member | None) -> Activity:
+    """gn_room_removed: the room is gone; its members are no longer in it."""
+    return _by({"verb": "remove", "target": room_object(room), "published": now_rfc3339()}, by)
+
+
+def room_renamed(room: Room, old_name: str, by: Member | None) -> Activity:
+    """gn_room_renamed: ``target.displayName`` is the new name, ``object.summary`` the old."""
+    renamed = {
+        "verb": "rename",
+        "target": room_object(room),
+        "object": {"objectType": "room", "summary": old_name},
+        "published": now_rfc3339(),
+    }
+    return _by(renamed, by)
+
+
+def broadcast(content: str, kind: str, sender: Member | None) -> Activity:
+    """gn_broadcast: a notice to every connected session, not stored."""
+    notice = {
+        "verb": "broadcast",
+        "published": now_rfc3339(),
+        "object": {"content": content, "objectType": kind},
+    }
+    return _by(notice, sender)
+
+
+def session_closed(reason: str) -> Activity:
+    """gn_session_closed: sent right before the server closes a session on purpose."""
+    return {"verb": "disconnect", "published": now_rfc3339(), "object": {"content": reason}}

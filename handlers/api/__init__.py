@@ -1,0 +1,42 @@
+"""The HTTP API for backends, under /api/v1/ on every node's port.
+
+Thin adapters like the socket handlers: read and validate the JSON body, call the core
+action, shape the reply. ``routes`` is what the composition mounts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from server.node import Node
+
+from .base import NotFoundHandler
+from .messages import BroadcastHandler, MessagesHandler
+from .openapi import OpenApiHandler
+from .rooms import (
+    RoomAclHandler,
+    RoomHandler,
+    RoomHistoryHandler,
+    RoomsHandler,
+    RoomUsersHandler,
+)
+from .users import UserDisconnectHandler, UserHandler
+
+_ID = r"([^/]+)"
+
+
+def routes(node: Node) -> list[tuple[str, Any, dict[str, Any]]]:
+    handlers: list[tuple[str, Any]] = [
+        (r"/api/v1/openapi\.json", OpenApiHandler),
+        (r"/api/v1/messages", MessagesHandler),
+        (r"/api/v1/broadcast", BroadcastHandler),
+        (r"/api/v1/rooms", RoomsHandler),
+        (rf"/api/v1/rooms/{_ID}", RoomHandler),
+        (rf"/api/v1/rooms/{_ID}/acl", RoomAclHandler),
+        (rf"/api/v1/rooms/{_ID}/users", RoomUsersHandler),
+        (rf"/api/v1/rooms/{_ID}/history", RoomHistoryHandler),
+        (rf"/api/v1/users/{_ID}", UserHandler),
+        (rf"/api/v1/users/{_ID}/disconnect", UserDisconnectHandler),
+        (r"/api(?:/.*)?", NotFoundHandler),
+    ]
+    return [(path, handler, {"node": node}) for path, handler in handlers]

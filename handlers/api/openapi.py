@@ -1,0 +1,365 @@
+"""The OpenAPI 3.1 document of /api/v1, served at /api/v1/openapi.json.
+
+Written beside the handlers and checked against them: tests validate it with
+openapi-spec-validator and run schemathesis against a live node, which fails on any
+response that does not match it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from core.messages import MAX_HISTORY_LIMIT
+
+from ..validation import MAX_ID_CHARS, MAX_NAME_CHARS
+from .base import ApiHandler
+from .messages import MAX_IDEMPOTENCY_KEY_CHARS, MAX_TARGETS
+
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: Schema) -> Schema:
+    return {"application/json": {"schema": schema}}
+
+
+def _error(description: str) -> Schema:
+    return {"description": description, "content": _json(_ref("Error"))}
+
+
+# Ids and names: printable (no control characters), not blank, spaces around them trimmed.
+_PRINTABLE = r"^[^\u0000-\u001f\u007f]*\S[^\u0000-\u001f\u007f]*$"
+_ID: Schema = {"type": "string", "minLength": 1, "maxLength": MAX_ID_CHARS, "pattern": _PRINTABLE}
+_NAME: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_NAME_CHARS,
+    "pattern": _PRINTABLE,
+}
+_USER_REF: Schema = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {"id": _ID, "summary": _NAME},
+}
+_TARGET: Schema = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {"id": _ID, "objectType": {"enum": ["room", "user"], "default": "user"}},
+}
+_CONTENT_OBJECT: Schema = {
+    "type": "object",
+    "required": ["content"],
+    "properties": {
+        "content": {
+            "type": "string",
+            "minLength": 1,
+            "description": "UTF-8, at most --max-message-bytes",
+        },
+        "objectType": _NAME,
+    },
+}
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string", "description": "what was wrong, readable"}},
+    },
+    "Message": {
+        "type": "object",
+        "description": "A stored message, exactly as socket clients receive it as `message`.",
+        "required": ["seq", "id", "published", "verb", "actor", "target", "object"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1, "description": "position in its log"},
+            "id": {"type": "string"},
+            "published": {"type": "string", "format": "date-time"},
+            "verb": {"const": "send"},
+            "actor": {"type": "object", "required": ["id", "summary"]},
+            "target": {"type": "object", "required": ["id", "objectType"]},
+            "object": {"type": "object", "required": ["content", "objectType"]},
+        },
+    },
+    "MessageRequest": {
+        "type": "object",
+        "required": ["actor", "object"],
+        "description": "Give `target` for one log or `targets` to notify many at once.",
+        "oneOf": [{"required": ["target"]}, {"required": ["targets"]}],
+        "properties": {
+            "actor": _USER_REF,
+            "target": _TARGET,
+            "targets": {
+                "type": "array",
+                "items": _TARGET,
+                "minItems": 1,
+                "maxItems": MAX_TARGETS,
+                "uniqueItems": True,
+            },
+            "object": _CONTENT_OBJECT,
+        },
+    },
+    "Broadcast": {
+        "type": "object",
+        "required": ["verb", "published", "object"],
+        "properties": {
+            "verb": {"const": "broadcast"},
+            "published": {"type": "string", "format": "date-time"},
+            "actor": {"type": "object"},
+            "object": {"type": "object", "required": ["content", "objectType"]},
+        },
+    },
+    "BroadcastRequest": {
+        "type": "object",
+        "required": ["object"],
+        "properties": {"actor": _USER_REF, "object": _CONTENT_OBJECT},
+    },
+    "Room": {
+        "type": "object",
+        "required": ["id", "name", "owners", "acl"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "owners": {"type": "array", "items": _USER_REF},
+            "acl": {"type": "object", "additionalProperties": {"type": "string"}},
+        },
+    },
+    "RoomRequest": {
+        "type": "object",
+        "required": ["name"],
+        "properties": {
+            "name": _NAME,
+            "owners": {"type": "array", "items": _USER_REF},
+            "acl": {
+                "type": "object",
+                "description": "attribute -> rule: a value list `a,b` or a range `min:max`",
+                "propertyNames": _NAME,
+                "additionalProperties": {"type": "string", "pattern": r"\S"},
+            },
+        },
+    },
+    "RoomSummary": {
+        "type": "object",
+        "required": ["id", "name", "members"],
+        "properties": {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "members": {"type": "integer", "minimum": 0},
+        },
+    },
+    "User": {
+        "type": "object",
+        "required": ["id", "summary", "online", "sessions", "rooms", "last_seen"],
+        "properties": {
+            "id": {"type": "string"},
+            "summary": {"type": "string"},
+            "online": {"type": "boolean"},
+            "sessions": {"type": "integer", "minimum": 0, "description": "on every node"},
+            "rooms": {"type": "array", "items": {"type": "string"}},
+            "last_seen": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "when the user's last session ended; null if never",
+            },
+        },
+    },
+}
+
+
+def _items(schema: Schema) -> Schema:
+    return {
+        "type": "object",
+        "required": ["items"],
+        "properties": {"items": {"type": "array", "items": schema}},
+    }
+
+
+_COMMON = {
+    "400": _error("a malformed request; the message names the field"),
+    "401": _error("no API key, or a wrong one"),
+    "413": _error("the body is larger than --max-api-body-bytes"),
+    "503": _error("storage is unavailable; retry after Retry-After seconds"),
+}
+_ROOM_ID = {"name": "room_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_USER_ID = {"name": "user_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _op(summary: str, responses: dict[str, Schema], **extra: Any) -> Schema:
+    return {"summary": summary, "responses": {**responses, **_COMMON}, **extra}
+
+
+def _ok(description: str, schema: Schema, code: str = "200") -> dict[str, Schema]:
+    return {code: {"description": description, "content": _json(schema)}}
+
+
+def _body(name: str) -> Schema:
+    return {"required": True, "content": _json(_ref(name))}
+
+
+_NOT_FOUND = {"404": _error("no such room or user")}
+
+PATHS: dict[str, Schema] = {
+    "/messages": {
+        "post": _op(
+            "Store a message in a room or a direct conversation and deliver it on every node",
+            {
+                **_ok(
+                    "the stored message (or, for `targets`, one per target)",
+                    {"oneOf": [_ref("Message"), _items(_ref("Message"))]},
+                    "201",
+                ),
+                **_NOT_FOUND,
+            },
+            requestBody=_body("MessageRequest"),
+            parameters=[
+                {
+                    "name": "Idempotency-Key",
+                    "in": "header",
+                    "required": False,
+                    "description": "a retry with the same key stores nothing new and "
+                    "returns the first result (kept --idempotency-ttl seconds)",
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_IDEMPOTENCY_KEY_CHARS,
+                    },
+                }
+            ],
+        )
+    },
+    "/broadcast": {
+        "post": _op(
+            "Push gn_broadcast to every connected session on every node (not stored)",
+            _ok("the pushed activity", _ref("Broadcast")),
+            requestBody=_body("BroadcastRequest"),
+        )
+    },
+    "/rooms": {
+        "get": _op(
+            "Every room with its member count", _ok("rooms by name", _items(_ref("RoomSummary")))
+        ),
+        "post": _op(
+            "Create a room with owners and an ACL",
+            {**_ok("the new room", _ref("Room"), "201"), "409": _error("the name is taken")},
+            requestBody=_body("RoomRequest"),
+        ),
+    },
+    "/rooms/{room_id}": {
+        "parameters": [_ROOM_ID],
+        "get": _op("A room", {**_ok("the room", _ref("Room")), **_NOT_FOUND}),
+        "patch": _op(
+            "Rename a room; members on every node receive gn_room_renamed",
+            {
+                **_ok("the renamed room", _ref("Room")),
+                **_NOT_FOUND,
+                "409": _error("the name is taken"),
+            },
+            requestBody={
+                "required": True,
+                "content": _json(
+                    {"type": "object", "required": ["name"], "properties": {"name": _NAME}}
+                ),
+            },
+        ),
+        "delete": _op(
+            "Remove a room and its history; members on every node receive gn_room_removed",
+            {**_ok("the removed room", _ref("Room")), **_NOT_FOUND},
+        ),
+    },
+    "/rooms/{room_id}/acl": {
+        "parameters": [_ROOM_ID],
+        "put": _op(
+            "Replace a room's ACL",
+            {**_ok("the room", _ref("Room")), **_NOT_FOUND},
+            requestBody={
+                "required": True,
+                "content": _json(
+                    {
+                        "type": "object",
+                        "properties": {"acl": SCHEMAS["RoomRequest"]["properties"]["acl"]},
+                    }
+                ),
+            },
+        ),
+    },
+    "/rooms/{room_id}/users": {
+        "parameters": [_ROOM_ID],
+        "get": _op(
+            "Users in a room, on every node",
+            {**_ok("users by id", _items(_USER_REF)), **_NOT_FOUND},
+        ),
+    },
+    "/rooms/{room_id}/history": {
+        "parameters": [
+            _ROOM_ID,
+            {
+                "name": "since",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 0},
+                "description": "the oldest messages with seq > since",
+            },
+            {
+                "name": "before",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1},
+                "description": "only messages with seq < before",
+            },
+            {
+                "name": "limit",
+                "in": "query",
+                "schema": {"type": "integer", "minimum": 1, "maximum": MAX_HISTORY_LIMIT},
+            },
+        ],
+        "get": _op(
+            "A room's messages, oldest first",
+            {**_ok("messages", _items(_ref("Message"))), **_NOT_FOUND},
+        ),
+    },
+    "/users/{user_id}": {
+        "parameters": [_USER_ID],
+        "get": _op(
+            "Whether a user is online, on any node", {**_ok("the user", _ref("User")), **_NOT_FOUND}
+        ),
+    },
+    "/users/{user_id}/disconnect": {
+        "parameters": [_USER_ID],
+        "post": _op(
+            "Close every session of a user on every node (each receives gn_session_closed)",
+            {**_ok("the user as they were", _ref("User")), **_NOT_FOUND},
+            requestBody={
+                "required": False,
+                "content": _json({"type": "object", "properties": {"reason": _NAME}}),
+            },
+        ),
+    },
+}
+
+
+def document() -> Schema:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "dino HTTP API",
+            "version": "1",
+            "description": "For backends: send messages and notifications, manage rooms, "
+            "see who is online. Every node serves it; changes reach every node.",
+        },
+        "servers": [{"url": "/api/v1"}],
+        "security": [{"apiKey": []}],
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
+            "schemas": SCHEMAS,
+        },
+        "paths": PATHS,
+    }
+
+
+class OpenApiHandler(ApiHandler):
+    """The document itself: public whenever the API is on (it holds no secret)."""
+
+    def authorized(self, keys: tuple[str, ...]) -> bool:
+        return True
+
+    def get(self) -> None:
+        self.reply(document())
