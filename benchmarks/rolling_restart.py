@@ -112,8 +112,16 @@ class DrillClient:
             self._left_at = None
         self.ready.set()
 
+    def contiguous(self) -> int:
+        """The highest seq up to which nothing is missing: a live message that arrived
+        right after the join may be newer than what was missed while away."""
+        seq = 0
+        while seq + 1 in self.seen:
+            seq += 1
+        return seq
+
     async def catch_up(self) -> None:
-        since = max(self.seen, default=0)
+        since = self.contiguous()
         while True:
             page = await self.chat.history(self.room_id, since=since, limit=PAGE)
             for entry in page:

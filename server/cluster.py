@@ -16,7 +16,9 @@ import time
 from core import sessions
 from storage.base import StoreUnavailable
 
+from .metrics import snapshot
 from .node import Node
+from .wire import Json
 
 log = logging.getLogger("dino.cluster")
 
@@ -59,6 +61,8 @@ class Cluster:
         status = self.node.status
         status.lease_renewed_at = renewed_at
         status.live_nodes = tuple(await self.node.store.live_nodes())
+        # For the admin page: any node shows every node's numbers.
+        await self.node.store.put_node_stats(self.node.node_id, Json.dumps(snapshot(self.node)))
         return registered
 
     async def _run(self) -> None:

@@ -20,6 +20,7 @@ Labels never carry room or user ids: an event label is one of the known event na
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -83,6 +84,34 @@ class NodeMetrics:
         self.registry.register(NodeCollector(node))
 
 
+def transport_of(node: Node, eio_sid: str) -> str:
+    sock = node.sio.engine.sockets.get(eio_sid)
+    return "websocket" if sock is not None and sock.upgraded else "polling"
+
+
+def snapshot(node: Node) -> dict[str, object]:
+    """The node's headline numbers, published to the store at every heartbeat so that any
+    node can show the whole cluster (the admin page). Counters are totals since start; a
+    reader takes differences between two snapshots for rates."""
+    engine, hub, metrics = node.sio.engine, node.hub, node.metrics
+    connections = {"websocket": 0, "polling": 0}
+    for eio_sid in list(engine.sockets):
+        connections[transport_of(node, eio_sid)] += 1
+    users = {s.member.id for s in list(hub.sessions.values()) if s.member is not None}
+    return {
+        "at_ms": int(time.time() * 1000),
+        "connections": connections,
+        "sessions": len(hub.sessions),
+        "users": len(users),
+        "rooms_local": sum(1 for channel in hub.channels() if channel.startswith("room:")),
+        "events": sum(metrics.events.values()),
+        "messages": metrics.events.get(("message", 200), 0),
+        "deliveries": hub.stats.delivered,
+        "draining": node.status.draining,
+        "redis_up": not node.outage.down,
+    }
+
+
 class NodeCollector(Collector):
     """Reads a node's state when Prometheus scrapes; nothing here runs per message."""
 
@@ -94,8 +123,7 @@ class NodeCollector(Collector):
         hub, engine, metrics = node.hub, node.sio.engine, node.metrics
 
         def transport(eio_sid: str) -> str:
-            sock = engine.sockets.get(eio_sid)
-            return "websocket" if sock is not None and sock.upgraded else "polling"
+            return transport_of(node, eio_sid)
 
         connections = GaugeMetricFamily(
             "dino_connections", "Open engine.io connections, by transport", labels=["transport"]

@@ -89,6 +89,10 @@ class KeySchema:
         """set: session ids registered on the node (purged when its lease runs out)."""
         return f"{self.prefix}node:{node_id}:sessions"
 
+    def node_stats(self) -> str:
+        """hash: node id -> JSON of its latest counters (rewritten every heartbeat)."""
+        return f"{self.prefix}node_stats"
+
     def node_cleanup(self, node_id: str) -> str:
         """string with PX ttl: lock held by the one node purging a dead node."""
         return f"{self.prefix}node:{node_id}:cleanup"

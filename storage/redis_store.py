@@ -566,6 +566,17 @@ class RedisStore:
         return sorted(_text(node_id) for node_id in reply)
 
     @_unavailable_as_store_error
+    async def put_node_stats(self, node_id: str, stats: str) -> None:
+        await self._redis.hset(self._keys.node_stats(), node_id, stats)
+
+    @_unavailable_as_store_error
+    async def node_stats(self, node_ids: Sequence[str]) -> dict[str, str]:
+        if not node_ids:
+            return {}
+        values = await self._redis.hmget(self._keys.node_stats(), list(node_ids))
+        return {n: _text(v) for n, v in zip(node_ids, values, strict=True) if v is not None}
+
+    @_unavailable_as_store_error
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         # SET NX is atomic on its own; PX frees the claim if the claimer dies mid-purge.
         claimed = await self._redis.set(self._keys.node_cleanup(node_id), "1", nx=True, px=ttl_ms)
@@ -576,6 +587,7 @@ class RedisStore:
         # The cleanup claim is left to expire: it keeps a slower peer that also saw the
         # node expire from purging it a second time.
         await self._redis.zrem(self._keys.nodes(), node_id)
+        await self._redis.hdel(self._keys.node_stats(), node_id)
 
     # -- message logs ------------------------------------------------------------------
 

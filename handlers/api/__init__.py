@@ -10,6 +10,7 @@ from typing import Any
 
 from server.node import Node
 
+from .admin import AdminStatsHandler
 from .base import NotFoundHandler
 from .messages import BroadcastHandler, MessagesHandler
 from .openapi import OpenApiHandler
@@ -37,6 +38,7 @@ def routes(node: Node) -> list[tuple[str, Any, dict[str, Any]]]:
         (rf"/api/v1/rooms/{_ID}/history", RoomHistoryHandler),
         (rf"/api/v1/users/{_ID}", UserHandler),
         (rf"/api/v1/users/{_ID}/disconnect", UserDisconnectHandler),
+        (r"/api/v1/admin/stats", AdminStatsHandler),
         (r"/api(?:/.*)?", NotFoundHandler),
     ]
     return [(path, handler, {"node": node}) for path, handler in handlers]
