@@ -61,6 +61,13 @@ def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
                 {"path": str(static_dir), "default_filename": "index.html"},
             ),
             (r"/(?:demo)?", tornado.web.RedirectHandler, {"url": "/demo/"}),
+            # The admin page: static like the demo; its data needs the API key.
+            (
+                r"/admin/(.*)",
+                tornado.web.StaticFileHandler,
+                {"path": str(static_dir.parent / "admin"), "default_filename": "index.html"},
+            ),
+            (r"/admin", tornado.web.RedirectHandler, {"url": "/admin/"}),
         ],
         log_function=log_request,
     )
