@@ -52,7 +52,8 @@ def one_run(metrics: bool, duration: float, workdir: Path, index: int) -> float:
         out = workdir / f"{name}.json"
         argv = [sys.executable, "-m", "loadtest", *SCENARIO.split(), "--duration", str(duration),
                 "--url", node.url, "--server-pid", str(node.pid), "--json", str(out), "--quiet"]
-        subprocess.run(prefix + argv, cwd=servers.REPO, timeout=600, check=False)
+        subprocess.run(prefix + argv, cwd=servers.REPO, timeout=600, check=False,
+                       stdout=subprocess.DEVNULL)
         result = json.loads(out.read_text())
     finally:
         stop.set()

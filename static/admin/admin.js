@@ -16,6 +16,7 @@
     lastNodes: new Map(), // node id -> {at_ms, events, messages}
     nodeRates: new Map(), // node id -> {events, messages} per second
     lastRooms: new Map(), // room id -> {at_ms, last_seq}
+    roomNames: new Map(), // room id -> name, for the user lookup
     series: [], // [{events, messages}] newest last
     user: null,
   };
@@ -239,13 +240,14 @@
     ctx.fillStyle = styles.getPropertyValue("--muted") || "#5b6475";
     ctx.strokeStyle = styles.getPropertyValue("--line") || "#dde1e8";
     ctx.lineWidth = 1;
-    for (let i = 0; i <= 4; i += 1) {
-      const y = pad.top + plotH - (plotH * i) / 4;
+    const steps = Number.isInteger(top / 4) || top < 4 ? 4 : 5; // 50 -> 10s, 20 -> 5s
+    for (let i = 0; i <= steps; i += 1) {
+      const y = pad.top + plotH - (plotH * i) / steps;
       ctx.beginPath();
       ctx.moveTo(pad.left, y);
       ctx.lineTo(width - pad.right, y);
       ctx.stroke();
-      ctx.fillText(formatTick((top * i) / 4), 4 * ratio, y + 4 * ratio);
+      ctx.fillText(formatTick((top * i) / steps), 4 * ratio, y + 4 * ratio);
     }
     ctx.fillText("−2 min", pad.left, height - 4 * ratio);
     ctx.fillText("now", width - pad.right - 24 * ratio, height - 4 * ratio);
@@ -291,6 +293,7 @@
     const seen = new Set();
     for (const room of rooms.busiest) {
       seen.add(room.id);
+      state.roomNames.set(room.id, room.name);
       const previous = state.lastRooms.get(room.id);
       let perSecond;
       if (previous && atMs > previous.at_ms) {
@@ -354,7 +357,8 @@
     $("user-name").textContent = user.summary === user.id ? user.id : user.summary + " (" + user.id + ")";
     $("user-status").textContent = user.online ? "online" : "offline";
     $("user-sessions").textContent = String(user.sessions);
-    $("user-rooms").textContent = user.rooms.length ? user.rooms.join(", ") : "none";
+    const named = user.rooms.map((id) => (state.roomNames.has(id) ? state.roomNames.get(id) + " (" + id + ")" : id));
+    $("user-rooms").textContent = named.length ? named.join(", ") : "none";
     $("user-seen").textContent = user.last_seen || (user.online ? "now" : "never");
     $("user-disconnect").hidden = !user.online;
   }
