@@ -32,6 +32,7 @@ from tests.browser_fixtures import (
 )
 
 KEY = "admin-test-key"
+NO_RATE_YET = "\u2013"  # what the page shows before it has two samples (an en dash)
 TIMEOUT_MS = 15_000
 USERS = ("alice", "bob", "carol")
 
@@ -177,12 +178,12 @@ def test_the_admin_page_needs_the_key_and_then_shows_the_cluster(
         expect(row.locator("td").nth(2)).to_have_text("3")
         expect(row.locator("td").nth(4)).to_have_text("3")
         expect(row.locator("td").nth(5)).to_have_text("3")
-        expect(row.locator("td").nth(7)).not_to_have_text("–")
+        expect(row.locator("td").nth(7)).not_to_have_text(NO_RATE_YET)
 
         lobby = page.get_by_test_id("rooms").locator(f"tr[data-room='{chatters.rooms['lobby']}']")
         expect(lobby.locator("td").nth(0)).to_have_text("lobby")
         expect(lobby.locator("td").nth(1)).to_have_text("3")
-        expect(lobby.locator("td").nth(3)).not_to_have_text("–")
+        expect(lobby.locator("td").nth(3)).not_to_have_text(NO_RATE_YET)
         # (The page's CSP forbids eval, so no wait_for_function: the chart says how many
         # points it drew.)
         expect(page.get_by_test_id("chart")).to_have_attribute(
