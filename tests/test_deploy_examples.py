@@ -6,12 +6,15 @@ import configparser
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.settings import Settings, parse_settings, read_config_file
-from tests.node_fixtures import RunningNode
 from tests.test_metrics import _text
+
+if TYPE_CHECKING:
+    from tests.node_fixtures import RunningNode
 
 pytest_plugins = ["tests.node_fixtures"]
 

@@ -6,11 +6,15 @@ Every test runs on both stores (the ``backend`` fixture).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.node_fixtures import RunningNode
 from tests.raw_client import RawClient
+
+if TYPE_CHECKING:
+    from tests.node_fixtures import RunningNode
 
 pytest_plugins = ["tests.node_fixtures"]
 
