@@ -36,7 +36,7 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
         log.warning("--auth open: any client may log in as any user; use --auth jwt in production")
     if not settings.api_keys:
         log.info("HTTP API off: start with --api-keys KEY[,KEY...] to serve /api/v1/")
-    where = settings.redis_url if settings.redis_url else "in-memory store, single node"
+    where = settings.redis_cluster_nodes or settings.redis_url or "in-memory store, single node"
     # 0.0.0.0 is where it listens, not an address to open: name one a browser can use.
     browse = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
     log.info(

@@ -7,6 +7,7 @@ a test can run several nodes in one process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -14,8 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from engineio import packet as eio_packet
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.asyncio.cluster import RedisCluster
 
 from core.names import room_log, room_of_channel
 from storage.base import Appended, Dedupe, Fanout, Store
@@ -29,7 +29,14 @@ from .gaps import MAX_REPAIR
 from .hub import Hub, Session
 from .metrics import NodeMetrics
 from .outage import OutageLog
+from .redis_clients import (
+    CLUSTER_START_ERRORS,
+    cluster_client,
+    parse_cluster_nodes,
+    single_server_client,
+)
 from .settings import Settings
+from .sharded_broker import ShardedRedisBroker
 from .status import NodeStatus
 from .transport import DinoSocketServer, create_socket_server
 from .wire import Json, control_envelope, envelope, event_packet, event_packet_parts
@@ -129,29 +136,30 @@ async def create_node(settings: Settings, node_id: str) -> Node:
     hub = Hub(sio.engine.enqueue, sio.engine.links)
     hub.observe_fanout = metrics.observe_fanout
     store: Store
-    if settings.redis_url:
-        # A burst (thousands of joins after a restart) waits for a free connection
-        # instead of failing: redis-py's default pool raises past 100 connections.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            settings.redis_url,
-            max_connections=100,
-            timeout=5.0,
-            decode_responses=True,
-            socket_connect_timeout=2.0,
-            socket_timeout=5.0,
-            health_check_interval=10,
-            # Fail fast when Redis is down: the client gets a 500 now, not in 10 s.
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), retries=2),
-        )
-        client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
+    if settings.backend != "memory":
         keys = KeySchema(settings.redis_prefix)
+        cluster_nodes = settings.redis_cluster_nodes or settings.redis_url or ""
+        client: aioredis.Redis | RedisCluster = (
+            cluster_client(parse_cluster_nodes(cluster_nodes))
+            if settings.backend == "redis-cluster"
+            else single_server_client(cluster_nodes)
+        )
+        if isinstance(client, RedisCluster):
+            # Learn the slot map now: left to the first commands, concurrent ones race
+            # to initialise and can close connections another is using (redis-py 8.1).
+            # Unreachable: the node starts anyway and serves 500s until the cluster is up.
+            with contextlib.suppress(*CLUSTER_START_ERRORS):
+                await client.initialize()
         redis_store = store = RedisStore(client, keys, settings.history_size)
 
         async def read_missed(channel: str, since: int) -> list[str]:
             log_name = room_log(room_of_channel(channel))
             return await redis_store.history(log_name, before=None, since=since, limit=MAX_REPAIR)
 
-        hub.broker = RedisBroker(client, keys, hub.deliver, read_missed, outage)
+        if isinstance(client, RedisCluster):
+            hub.broker = ShardedRedisBroker(client, keys, hub.deliver, read_missed, outage)
+        else:
+            hub.broker = RedisBroker(client, keys, hub.deliver, read_missed, outage)
     else:
         store = MemoryStore(settings.history_size, hub.deliver)
     node = Node(

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .redis_clients import is_cluster_url, parse_cluster_nodes
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -24,6 +26,7 @@ class Settings:
     port: int = 5210
     redis_url: str | None = None  # None: embedded in-memory store, single node
     redis_prefix: str = "dino:"
+    redis_cluster_nodes: str | None = None  # "host:port,...": a Redis Cluster
     node_id: str = ""  # "" -> "<hostname>:<port>": stable across restarts (see cluster.py)
     auth: str = "open"  # "open" or "jwt"
     jwt_secret: str = ""
@@ -49,6 +52,8 @@ class Settings:
 
     @property
     def backend(self) -> str:
+        if self.redis_cluster_nodes or is_cluster_url(self.redis_url):
+            return "redis-cluster"
         return "redis" if self.redis_url else "memory"
 
 
@@ -64,6 +69,7 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("port", int, "port to listen on"),
     ("redis_url", str, "Redis URL (redis://host:port/db); unset: in-memory, one node"),
     ("redis_prefix", str, "prefix of every Redis key and channel"),
+    ("redis_cluster_nodes", str, "Redis Cluster nodes host:port,... (or redis+cluster://)"),
     ("node_id", str, "this node's id in the cluster (default hostname:port)"),
     ("auth", str, "authentication: open (anyone may log in as anyone) or jwt"),
     ("jwt_secret", str, "shared secret for --auth jwt (HS256)"),
@@ -260,6 +266,17 @@ def parse_settings(
     if values["drain_timeout"] < 0:
         parser.error("--drain-timeout must be 0 or more seconds")
     values["redis_url"] = values["redis_url"] or None
+    values["redis_cluster_nodes"] = values["redis_cluster_nodes"] or None
+    if values["redis_url"] and values["redis_cluster_nodes"]:
+        parser.error("give --redis-url or --redis-cluster-nodes, not both")
+    for text in (values["redis_cluster_nodes"], values["redis_url"]):
+        if text and (text == values["redis_cluster_nodes"] or is_cluster_url(text)):
+            try:
+                parse_cluster_nodes(text)
+            except ValueError as exc:
+                parser.error(str(exc))
+    if "{" in values["redis_prefix"] or "}" in values["redis_prefix"]:
+        parser.error("--redis-prefix must not contain '{' or '}' (Redis Cluster hash tags)")
     settings = Settings(**values)
     if args.print_config:
         print(settings_as_toml(settings), end="")

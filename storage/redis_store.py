@@ -5,11 +5,9 @@ Redis runs a script to completion before any other command, so no node can obser
 interleave with) a create, a join or an append in progress. Single-key and read-only
 steps use plain commands.
 
-Key names come from ``KeySchema`` only. Scripts that discover ids while running (the rooms
-of a session being dropped, the node of a session) receive key templates from
-``split_template`` and concatenate; they never spell a key name themselves. Such scripts
-touch keys they did not declare, so the store needs a single Redis primary (with replicas
-or Sentinel if you like), not Redis Cluster.
+Key names come from ``KeySchema`` only, and every script declares all the keys it
+touches, all in one hash slot: the store runs on one Redis primary (with replicas or
+Sentinel if you like) or on a Redis Cluster, with the same scripts and keys.
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
 from storage.base import (
     Appended,
@@ -33,15 +32,13 @@ from storage.base import (
     StoreUnavailable,
     UserPresence,
 )
-from storage.keys import KeySchema, split_template
+from storage.keys import KeySchema, hash_tag
 
 # -- Lua ---------------------------------------------------------------------------------
-
-# Helpers prepended to the scripts that need them (each script is its own Lua chunk).
-_LUA_KEY = """
--- A key from a storage.keys.split_template pair: head .. id .. tail.
-local function key(head, tail, id) return head .. id .. tail end
-"""
+# Every script declares all its keys in KEYS, and all of them carry one hash tag, so each
+# runs on one Redis Cluster slot (storage/keys.py). An operation that spans owners (a
+# join touches the session and the room) is a sequence of such scripts, ordered so that a
+# crash between two steps leaves nothing a retry cannot repair; each method says how.
 
 _LUA_NOW_MS = """
 -- Milliseconds on the Redis server clock: the one clock all nodes share.
@@ -51,72 +48,83 @@ local function now_ms()
 end
 """
 
-_LUA_LEAVE = """
--- Takes sid out of one room's presence. True if that was its user's last session there.
-local function leave(sessions_key, counts_key, users_key, sid)
-  local uid = redis.call('HGET', sessions_key, sid)
-  if not uid then return false end
-  redis.call('HDEL', sessions_key, sid)
-  if redis.call('HINCRBY', counts_key, uid, -1) > 0 then return false end
-  redis.call('HDEL', counts_key, uid)
-  redis.call('HDEL', users_key, uid)
-  return true
+# KEYS: room_info, room_owners, room_acl.
+# ARGV: name, number of owners n, n (owner id, owner name) pairs, then acl pairs
+# The ACL is written with the room: nobody can join it before its ACL is in place.
+_CREATE_ROOM_INFO = """
+local n = tonumber(ARGV[2])
+local name = redis.call('HGET', KEYS[1], 'name')
+if name then
+  -- The same create again (a retry after a lost reply) goes on to claim the name.
+  if name ~= ARGV[1] then return 'id_in_use' end
+  if n == 0 or redis.call('HEXISTS', KEYS[2], ARGV[3]) == 1 then return 'exists' end
+  return 'taken'  -- this very room, created by someone else
 end
-"""
-
-# KEYS: rooms, room_names, room_info, room_owners, room_acl.
-# ARGV: room_id, name, number of owners n, n (owner id, owner name) pairs, then acl pairs
-_CREATE_ROOM = """
-local n = tonumber(ARGV[3])
-local existing = redis.call('HGET', KEYS[2], ARGV[2])
-if existing then
-  -- The same create again (a retry after a lost reply) succeeds instead of failing.
-  if existing == ARGV[1] and (n == 0 or redis.call('HEXISTS', KEYS[4], ARGV[4]) == 1) then
-    return 'exists'
-  end
-  return 'taken'
-end
-if redis.call('EXISTS', KEYS[3]) == 1 then return 'id_in_use' end
 local t = redis.call('TIME')
 local created = t[1] .. string.format('%03d', math.floor(tonumber(t[2]) / 1000))
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[3], 'name', ARGV[2], 'created', created)
-for i = 4, 3 + 2 * n, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
-for i = 4 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'created', created)
+for i = 3, 2 + 2 * n, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+for i = 3 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
 return 'created'
 """
 
-# KEYS: rooms, room_names, room_info.  ARGV: room_id, new name
-# Returns {'missing'}, {'taken'} or {'renamed', old name}.
-_RENAME_ROOM = """
-local old = redis.call('HGET', KEYS[3], 'name')
-if not old then return {'missing'} end
+# KEYS: rooms, room_names, room_renames.  ARGV: room_id, new name
+# Returns {'taken'} or {'renamed', old name or '', rename number}.
+_RENAME_IN_INDEX = """
 local holder = redis.call('HGET', KEYS[2], ARGV[2])
 if holder and holder ~= ARGV[1] then return {'taken'} end
-redis.call('HDEL', KEYS[2], old)
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old and old ~= ARGV[2] and redis.call('HGET', KEYS[2], old) == ARGV[1] then
+  redis.call('HDEL', KEYS[2], old)
+end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('HSET', KEYS[3], 'name', ARGV[2])
-return {'renamed', old}
+return {'renamed', old or '', redis.call('HINCRBY', KEYS[3], ARGV[1], 1)}
 """
 
-# KEYS: rooms, room_names, room_info, room_owners, room_acl, room_users, room_sessions,
-# room_counts, log, log_seq.  ARGV: room_id, session_rooms template.  Returns 0 or 1.
-_REMOVE_ROOM = (
-    _LUA_KEY
-    + """
-local name = redis.call('HGET', KEYS[3], 'name')
-if not name then return 0 end
-for _, sid in ipairs(redis.call('HKEYS', KEYS[7])) do
-  redis.call('SREM', key(ARGV[2], ARGV[3], sid), ARGV[1])
+# KEYS: room_info.  ARGV: new name, rename number
+# Of concurrent renames the last one through the index wins here too.
+_RENAME_ROOM_INFO = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if (tonumber(redis.call('HGET', KEYS[1], 'renamed')) or 0) >= tonumber(ARGV[2]) then
+  return 0
 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], name)
-redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+redis.call('HSET', KEYS[1], 'name', ARGV[1], 'renamed', ARGV[2])
 return 1
 """
-)
+
+# KEYS: room_info, room_owners, room_acl, room_users, room_sessions, room_counts, log,
+# log_seq (the room's log shares its slot).  Returns the ids of the sessions that were in
+# the room, or false for an unknown room.
+_REMOVE_ROOM = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local sids = redis.call('HKEYS', KEYS[5])
+redis.call('DEL', unpack(KEYS))
+return sids
+"""
+
+# KEYS: rooms, room_names, room_renames.  ARGV: room_id
+_UNLIST_ROOM = """
+local name = redis.call('HGET', KEYS[1], ARGV[1])
+if name and redis.call('HGET', KEYS[2], name) == ARGV[1] then redis.call('HDEL', KEYS[2], name) end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+"""
+
+# KEYS: rooms, room_names.  ARGV: room_id, name
+_CLAIM_ROOM_NAME = """
+local existing = redis.call('HGET', KEYS[2], ARGV[2])
+if existing and existing ~= ARGV[1] then return 'taken' end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 'claimed'
+"""
+
+# KEYS: room_info, room_owners, room_acl.  Returns three flat field/value lists.
+_GET_ROOM = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
+        redis.call('HGETALL', KEYS[3])}
+"""
 
 # KEYS: room_info, room_acl.  ARGV: type1, rule1, type2, rule2, ...
 _SET_ACL = """
@@ -126,78 +134,87 @@ if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
 return 1
 """
 
-# KEYS: session_info, node_sessions(node), session_rooms, user_sessions, user_info.
-# ARGV: sid, uid, name, node, node_sessions template, room_users template
-_REGISTER_SESSION = (
-    _LUA_KEY
-    + """
-redis.call('SADD', KEYS[4], ARGV[1])
-redis.call('HSET', KEYS[5], 'name', ARGV[3])
-local old = redis.call('HGET', KEYS[1], 'node')
-if old and old ~= ARGV[4] then
-  redis.call('SREM', key(ARGV[5], ARGV[6], old), ARGV[1])
-end
-redis.call('HSET', KEYS[1], 'uid', ARGV[2], 'name', ARGV[3], 'node', ARGV[4])
-redis.call('SADD', KEYS[2], ARGV[1])
--- Logging in again under a new name renames the user where the session is present.
-for _, room in ipairs(redis.call('SMEMBERS', KEYS[3])) do
-  redis.call('HSET', key(ARGV[7], ARGV[8], room), ARGV[2], ARGV[3])
+# KEYS: session_info, session_rooms.  ARGV: uid, name, node
+# Returns {previous node or '', room ids of the session...}.
+_REGISTER_SESSION = """
+local result = {redis.call('HGET', KEYS[1], 'node') or ''}
+redis.call('HSET', KEYS[1], 'uid', ARGV[1], 'name', ARGV[2], 'node', ARGV[3])
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(result, room) end
+return result
+"""
+
+# KEYS: room_sessions, room_users.  ARGV: sid, uid, name
+# Logging in again under a new name renames the user where the session is present.
+_RENAME_IN_ROOM = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 end
 """
-)
 
-# KEYS: session_info, session_rooms, room_sessions, room_counts, room_users, room_info
-# ARGV: sid, room_id
+# KEYS: session_info, session_rooms.  ARGV: room_id
+# Returns {uid, name} of a registered session that is not being dropped, else nil.
+_JOIN_SESSION = """
+local s = redis.call('HMGET', KEYS[1], 'uid', 'name', 'dropping')
+if not s[1] or s[3] then return nil end
+redis.call('SADD', KEYS[2], ARGV[1])
+return {s[1], s[2]}
+"""
+
+# KEYS: room_info, room_sessions, room_counts, room_users.  ARGV: sid, uid, name
+# Returns -1 for an unknown room, 1 if the user entered the room, 0 otherwise.
 _JOIN_ROOM = """
-local member = redis.call('HMGET', KEYS[1], 'uid', 'name')
-local uid, name = member[1], member[2]
--- A session dropped while its join was in flight must not leave presence behind.
-if not uid or redis.call('EXISTS', KEYS[6]) == 0 then return 0 end
-if redis.call('HSETNX', KEYS[3], ARGV[1], uid) == 0 then return 0 end
-redis.call('SADD', KEYS[2], ARGV[2])
-if redis.call('HINCRBY', KEYS[4], uid, 1) > 1 then return 0 end
-redis.call('HSET', KEYS[5], uid, name)
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
+if redis.call('HINCRBY', KEYS[3], ARGV[2], 1) > 1 then return 0 end
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
 return 1
 """
 
-# KEYS: session_rooms, room_sessions, room_counts, room_users.  ARGV: sid, room_id
-_LEAVE_ROOM = (
-    _LUA_LEAVE
+# KEYS: room_sessions, room_counts, room_users.  ARGV: sid
+# Takes sid out of one room's presence: 1 if that was its user's last session there.
+_LEAVE_ROOM = """
+local uid = redis.call('HGET', KEYS[1], ARGV[1])
+if not uid then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HINCRBY', KEYS[2], uid, -1) > 0 then return 0 end
+redis.call('HDEL', KEYS[2], uid)
+redis.call('HDEL', KEYS[3], uid)
+return 1
+"""
+
+# KEYS: session_info, session_rooms
+# Marks the session as being dropped (joins in flight then back out) and returns
+# {uid, name, node or '', room ids...}, or {} for an unknown sid.
+_DROP_SESSION_BEGIN = """
+local s = redis.call('HMGET', KEYS[1], 'uid', 'name', 'node')
+if not s[1] then return {} end
+redis.call('HSET', KEYS[1], 'dropping', '1')
+local result = {s[1], s[2], s[3] or ''}
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(result, room) end
+return result
+"""
+
+# KEYS: user_sessions, user_info.  ARGV: sid, name
+_USER_SESSION_ADDED = """
+redis.call('SADD', KEYS[1], ARGV[1])
+redis.call('HSET', KEYS[2], 'name', ARGV[2])
+"""
+
+# KEYS: user_sessions, user_info.  ARGV: sid
+# The end of a user's last session is when they were last seen.
+_USER_SESSION_ENDED = (
+    _LUA_NOW_MS
     + """
-redis.call('SREM', KEYS[1], ARGV[2])
-if leave(KEYS[2], KEYS[3], KEYS[4], ARGV[1]) then return 1 end
-return 0
+if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[2], 'last_seen', now_ms())
+end
 """
 )
 
-# KEYS: session_info, session_rooms
-# ARGV: sid, then templates of room_sessions, room_counts, room_users, node_sessions,
-# user_sessions, user_info
-# Returns {} for an unknown sid, else {uid, name, id of each room the user left...}.
-_DROP_SESSION = (
-    _LUA_KEY
-    + _LUA_LEAVE
-    + _LUA_NOW_MS
-    + """
-local s = redis.call('HMGET', KEYS[1], 'uid', 'name', 'node')
-if not s[1] then return {} end
-local result = {s[1], s[2]}
-for _, rid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local sessions = key(ARGV[2], ARGV[3], rid)
-  local counts = key(ARGV[4], ARGV[5], rid)
-  local users = key(ARGV[6], ARGV[7], rid)
-  if leave(sessions, counts, users, ARGV[1]) then table.insert(result, rid) end
-end
-redis.call('DEL', KEYS[1], KEYS[2])
-if s[3] then redis.call('SREM', key(ARGV[8], ARGV[9], s[3]), ARGV[1]) end
-local user_sessions = key(ARGV[10], ARGV[11], s[1])
-redis.call('SREM', user_sessions, ARGV[1])
-if redis.call('SCARD', user_sessions) == 0 then
-  redis.call('HSET', key(ARGV[12], ARGV[13], s[1]), 'last_seen', now_ms())
-end
-return result
+# KEYS: user_info, user_sessions.  Returns {flat HGETALL of the info, session ids}.
+_USER_PRESENCE = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('SMEMBERS', KEYS[2])}
 """
-)
 
 # KEYS: nodes.  ARGV: node id, ttl ms
 _RENEW_LEASE = (
@@ -223,21 +240,23 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now_ms(), '+inf')
 """
 )
 
-# KEYS: log, log_seq.  ARGV: entry_tail, history_size, then (channel, head, tail) per fanout
+# KEYS: log, log_seq.  ARGV: entry_tail, history_size, publish command (PUBLISH or
+# SPUBLISH), then (channel, head, tail) per fanout.
 # Publishing inside the script is the point: Redis runs scripts one at a time, so the
-# order of publishes on a channel is the order of seqs, whichever node appended.
+# order of publishes on a channel is the order of seqs, whichever node appended. With
+# SPUBLISH the channel must be in the log's slot: a room's channel is (same hash tag).
 _APPEND = """
 local seq = redis.call('INCR', KEYS[2])
 local entry = '{"seq":' .. seq .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
-for i = 3, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+for i = 4, #ARGV, 3 do redis.call(ARGV[3], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
 return seq
 """
 
-# KEYS: log, log_seq, log_dedupe.  ARGV: entry_tail, history_size, ttl ms, then
-# (channel, head, tail) per fanout.  Returns {seq} for a new entry, {seq, first entry}
-# for a retry (nothing stored or published).
+# KEYS: log, log_seq, log_dedupe.  ARGV: entry_tail, history_size, ttl ms, publish
+# command, then (channel, head, tail) per fanout.  Returns {seq} for a new entry,
+# {seq, first entry} for a retry (nothing stored or published).
 _APPEND_ONCE = """
 local first = redis.call('GET', KEYS[3])
 if first then return {tonumber(string.match(first, '^{"seq":(%d+)')), first} end
@@ -246,7 +265,7 @@ local entry = '{"seq":' .. seq .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 redis.call('SET', KEYS[3], entry, 'PX', ARGV[3])
-for i = 4, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+for i = 5, #ARGV, 3 do redis.call(ARGV[4], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
 return {seq}
 """
 
@@ -254,16 +273,24 @@ return {seq}
 
 # BusyLoadingError is a ConnectionError already; it is listed because "Redis is loading
 # its dataset" is a case worth naming: it passes, so callers may retry. OSError covers a
-# socket error that reaches us unwrapped (and, on 3.11+, asyncio.TimeoutError).
+# socket error that reaches us unwrapped (and, on 3.11+, asyncio.TimeoutError). The
+# cluster errors are a failover or resharding in progress (no master for a slot yet, a
+# slot not in the client's map, the client's own retries exhausted): they pass too.
 _UNAVAILABLE_ERRORS = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
     redis.exceptions.BusyLoadingError,
+    redis.exceptions.ClusterError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.RedisClusterException,
     OSError,
 )
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
+
+AnyRedis = redis.asyncio.Redis | RedisCluster
 
 
 def _unavailable_as_store_error(
@@ -296,51 +323,66 @@ def _text_map(reply: Mapping[Any, Any]) -> dict[str, str]:
     return {_text(k): _text(v) for k, v in reply.items()}
 
 
+def _pairs(flat: Sequence[Any]) -> dict[str, str]:
+    """A Lua HGETALL reply (field, value, field, value, ...) as a dict."""
+    return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
+
+
 # -- the store ---------------------------------------------------------------------------
 
 
 class RedisStore:
-    """A ``Store`` on one Redis primary, shared by every node of a deployment.
+    """A ``Store`` on one Redis primary or on a Redis Cluster, shared by every node.
 
     Create the client with ``decode_responses=True``: replies are then str already
     (bytes replies are decoded as UTF-8 too, at a small cost). ``close`` closes the
     client, so close whatever shares it (a pub/sub broker) first. Connection failures and
     timeouts surface as ``StoreUnavailable``; how long a call retries before that is the
-    client's ``retry`` policy (redis-py's default retries 10 times with backoff).
+    client's ``retry`` policy.
+
+    Both kinds of client run the same scripts on the same key layout. The one difference:
+    on a cluster, fanouts are SPUBLISHed, and a fanout whose channel is not in the log's
+    slot (the two users' channels of a conversation) is published right after the
+    append instead of inside it.
     """
 
-    def __init__(self, client: redis.asyncio.Redis, keys: KeySchema, history_size: int) -> None:
+    def __init__(self, client: AnyRedis, keys: KeySchema, history_size: int) -> None:
         if history_size < 1:
             raise ValueError(f"history_size must be at least 1, got {history_size}")
         self._redis = client
         self._keys = keys
         self._history_size = history_size
+        self._cluster = isinstance(client, RedisCluster)
+        self._publish_command = "SPUBLISH" if self._cluster else "PUBLISH"
         # Lua scripts are registered once; the client runs them with EVALSHA and loads
         # them again by itself after a Redis restart (NOSCRIPT).
-        self._create_room = client.register_script(_CREATE_ROOM)
-        self._rename_room = client.register_script(_RENAME_ROOM)
-        self._remove_room = client.register_script(_REMOVE_ROOM)
-        self._append_once = client.register_script(_APPEND_ONCE)
-        self._set_acl = client.register_script(_SET_ACL)
-        self._register_session = client.register_script(_REGISTER_SESSION)
-        self._join_room = client.register_script(_JOIN_ROOM)
-        self._leave_room = client.register_script(_LEAVE_ROOM)
-        self._drop_session = client.register_script(_DROP_SESSION)
-        self._renew_lease = client.register_script(_RENEW_LEASE)
-        self._expired_nodes = client.register_script(_EXPIRED_NODES)
-        self._live_nodes = client.register_script(_LIVE_NODES)
-        self._append = client.register_script(_APPEND)
-        self._node_sessions_template = split_template(keys.node_sessions)
-        self._room_users_template = split_template(keys.room_users)
-        self._drop_templates = (
-            *split_template(keys.room_sessions),
-            *split_template(keys.room_counts),
-            *split_template(keys.room_users),
-            *self._node_sessions_template,
-            *split_template(keys.user_sessions),
-            *split_template(keys.user_info),
-        )
-        self._session_rooms_template = split_template(keys.session_rooms)
+        register = client.register_script
+        self._create_room_info = register(_CREATE_ROOM_INFO)
+        self._rename_in_index = register(_RENAME_IN_INDEX)
+        self._rename_room_info = register(_RENAME_ROOM_INFO)
+        self._remove_room = register(_REMOVE_ROOM)
+        self._unlist_room = register(_UNLIST_ROOM)
+        self._user_session_added = register(_USER_SESSION_ADDED)
+        self._user_session_ended = register(_USER_SESSION_ENDED)
+        self._user_presence = register(_USER_PRESENCE)
+        self._append_once = register(_APPEND_ONCE)
+        self._claim_room_name = register(_CLAIM_ROOM_NAME)
+        self._get_room = register(_GET_ROOM)
+        self._set_acl = register(_SET_ACL)
+        self._register_session = register(_REGISTER_SESSION)
+        self._rename_in_room = register(_RENAME_IN_ROOM)
+        self._join_session = register(_JOIN_SESSION)
+        self._join_room = register(_JOIN_ROOM)
+        self._leave_room = register(_LEAVE_ROOM)
+        self._drop_session_begin = register(_DROP_SESSION_BEGIN)
+        self._renew_lease = register(_RENEW_LEASE)
+        self._expired_nodes = register(_EXPIRED_NODES)
+        self._live_nodes = register(_LIVE_NODES)
+        self._append = register(_APPEND)
+
+    @property
+    def cluster(self) -> bool:
+        return self._cluster
 
     # -- rooms -------------------------------------------------------------------------
 
@@ -352,26 +394,33 @@ class RedisStore:
         owners: Sequence[Member],
         acl: Mapping[str, str] | None = None,
     ) -> Room:
+        # Two slots: the room's own keys, then the name index. The room's keys come
+        # first so that a room is never listed (or joinable by name) before it exists; a
+        # crash in between leaves an unlisted room nobody knows the id of, harmless.
         k = self._keys
         owner_pairs = [part for o in owners for part in (o.id, o.name)]
         acl_pairs = [part for item in (acl or {}).items() for part in item]
-        outcome = _text(
-            await self._create_room(
-                keys=[
-                    k.rooms(),
-                    k.room_names(),
-                    k.room_info(room_id),
-                    k.room_owners(room_id),
-                    k.room_acl(room_id),
-                ],
-                args=[room_id, name, len(owners), *owner_pairs, *acl_pairs],
+        info_outcome = _text(
+            await self._create_room_info(
+                keys=[k.room_info(room_id), k.room_owners(room_id), k.room_acl(room_id)],
+                args=[name, len(owners), *owner_pairs, *acl_pairs],
             )
         )
-        if outcome == "taken":
-            raise RoomNameTaken(name)
-        if outcome == "id_in_use":
+        if info_outcome == "id_in_use":
             raise ValueError(f"room id {room_id!r} is in use under another name")
-        if outcome == "exists":
+        if info_outcome == "taken":
+            raise RoomNameTaken(name)
+        claim = _text(
+            await self._claim_room_name(keys=[k.rooms(), k.room_names()], args=[room_id, name])
+        )
+        if claim == "taken":
+            # The name belongs to another room: this id's keys (written just now, or by
+            # an earlier attempt that lost the same race) must not linger.
+            await self._redis.delete(
+                k.room_info(room_id), k.room_owners(room_id), k.room_acl(room_id)
+            )
+            raise RoomNameTaken(name)
+        if info_outcome == "exists":
             room = await self.get_room(room_id)
             if room is not None:
                 return room
@@ -382,24 +431,19 @@ class RedisStore:
     @_unavailable_as_store_error
     async def get_room(self, room_id: str) -> Room | None:
         k = self._keys
-        pipe = self._redis.pipeline(transaction=True)  # one consistent snapshot
-        pipe.hgetall(k.room_info(room_id))
-        pipe.hgetall(k.room_owners(room_id))
-        pipe.hgetall(k.room_acl(room_id))
-        info, owners, acl = await pipe.execute()
+        # One script: a consistent snapshot of the room's three hashes.
+        info, owners, acl = await self._get_room(
+            keys=[k.room_info(room_id), k.room_owners(room_id), k.room_acl(room_id)]
+        )
         if not info:
             return None
-        return Room(
-            id=room_id,
-            name=_text_map(info)["name"],
-            owners=_text_map(owners),
-            acl=_text_map(acl),
-        )
+        return Room(id=room_id, name=_pairs(info)["name"], owners=_pairs(owners), acl=_pairs(acl))
 
     @_unavailable_as_store_error
     async def list_rooms(self) -> list[RoomSummary]:
         names = _text_map(await self._redis.hgetall(self._keys.rooms()))
         # Counts are read after the index, unsynchronised: a summary, not a snapshot.
+        # (A cluster pipeline sends each shard its part.)
         pipe = self._redis.pipeline(transaction=False)
         for room_id in names:
             pipe.hlen(self._keys.room_users(room_id))
@@ -420,101 +464,130 @@ class RedisStore:
 
     @_unavailable_as_store_error
     async def rename_room(self, room_id: str, name: str) -> str | None:
+        # The index first (it decides who holds a name), then the room's own copy, which
+        # takes a rename only if it is newer than the last it took: whatever order
+        # concurrent renames finish in, both end with the last name the index took. A
+        # crash in between leaves the old name in get_room until the next rename.
         k = self._keys
-        reply = await self._rename_room(
-            keys=[k.rooms(), k.room_names(), k.room_info(room_id)], args=[room_id, name]
+        if not await self._redis.exists(k.room_info(room_id)):
+            return None
+        reply = await self._rename_in_index(
+            keys=[k.rooms(), k.room_names(), k.room_renames()], args=[room_id, name]
         )
-        outcome = _text(reply[0])
-        if outcome == "taken":
+        if _text(reply[0]) == "taken":
             raise RoomNameTaken(name)
-        return _text(reply[1]) if outcome == "renamed" else None
+        old, number = _text(reply[1]), int(reply[2])
+        await self._rename_room_info(keys=[k.room_info(room_id)], args=[name, number])
+        return old or name
 
     @_unavailable_as_store_error
     async def remove_room(self, room_id: str, log: str) -> Room | None:
-        room = await self.get_room(room_id)
-        if room is None:
-            return None
+        # The room's slot first (room, presence and log in one step: from then on nobody
+        # can join it), then each member session's room set, then the index. A crash in
+        # between leaves only index entries and stale room ids in session sets, which a
+        # remove of the same id again clears (and leaving a removed room is a no-op).
         k = self._keys
-        removed = await self._remove_room(
-            keys=[
-                k.rooms(),
-                k.room_names(),
+        room = await self.get_room(room_id)
+        sids: list[Any] | None = None
+        if room is not None:
+            room_keys = [
                 k.room_info(room_id),
                 k.room_owners(room_id),
                 k.room_acl(room_id),
                 k.room_users(room_id),
                 k.room_sessions(room_id),
                 k.room_counts(room_id),
-                k.log(log),
-                k.log_seq(log),
-            ],
-            args=[room_id, *self._session_rooms_template],
-        )
-        return room if removed else None
+            ]
+            if hash_tag(k.log(log)) != hash_tag(k.room_info(room_id)):
+                raise ValueError(f"log {log!r} is not room {room_id!r}'s log")
+            sids = await self._remove_room(keys=[*room_keys, k.log(log), k.log_seq(log)])
+        for sid in sids or []:
+            await self._redis.srem(k.session_rooms(_text(sid)), room_id)
+        await self._unlist_room(keys=[k.rooms(), k.room_names(), k.room_renames()], args=[room_id])
+        return room if sids is not None else None
 
     # -- presence ----------------------------------------------------------------------
+    # The invariant that makes the multi-slot steps safe: a session's room set is always
+    # a superset of the rooms whose presence lists it (a room is added to the set before
+    # the presence, and removed after), and a session is in its node's set before its
+    # record exists and until after it is deleted. So ``drop_session``, run again after
+    # any crash (by the purge of a dead node), finds and repairs everything.
 
     @_unavailable_as_store_error
     async def register_session(self, sid: str, member: Member, node_id: str) -> None:
-        await self._register_session(
-            keys=[
-                self._keys.session_info(sid),
-                self._keys.node_sessions(node_id),
-                self._keys.session_rooms(sid),
-                self._keys.user_sessions(member.id),
-                self._keys.user_info(member.id),
-            ],
-            args=[
-                sid,
-                member.id,
-                member.name,
-                node_id,
-                *self._node_sessions_template,
-                *self._room_users_template,
-            ],
+        k = self._keys
+        await self._redis.sadd(k.node_sessions(node_id), sid)
+        reply = await self._register_session(
+            keys=[k.session_info(sid), k.session_rooms(sid)],
+            args=[member.id, member.name, node_id],
         )
+        old_node, *room_ids = (_text(part) for part in reply)
+        await self._user_session_added(
+            keys=[k.user_sessions(member.id), k.user_info(member.id)], args=[sid, member.name]
+        )
+        if old_node and old_node != node_id:
+            await self._redis.srem(k.node_sessions(old_node), sid)
+        for room_id in room_ids:
+            await self._rename_in_room(
+                keys=[k.room_sessions(room_id), k.room_users(room_id)],
+                args=[sid, member.id, member.name],
+            )
 
     @_unavailable_as_store_error
     async def join_room(self, room_id: str, sid: str) -> bool:
         k = self._keys
-        joined = await self._join_room(
-            keys=[
-                k.session_info(sid),
-                k.session_rooms(sid),
-                k.room_sessions(room_id),
-                k.room_counts(room_id),
-                k.room_users(room_id),
-                k.room_info(room_id),
-            ],
-            args=[sid, room_id],
+        session_keys = [k.session_info(sid), k.session_rooms(sid)]
+        member = await self._join_session(keys=session_keys, args=[room_id])
+        if not member:
+            return False
+        uid, name = (_text(part) for part in member)
+        presence = [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)]
+        joined = int(
+            await self._join_room(keys=[k.room_info(room_id), *presence], args=[sid, uid, name])
         )
-        return bool(joined)
+        if joined < 0:  # unknown room
+            await self._redis.srem(k.session_rooms(sid), room_id)
+            return False
+        # A drop that began after our first step left the rooms it read, perhaps before
+        # our presence was written: if the session is being dropped now, back out. (A drop
+        # beginning after this check reads this room from the set and leaves it itself.)
+        uid_now, dropping = await self._redis.hmget(k.session_info(sid), ["uid", "dropping"])
+        if uid_now is None or dropping is not None:
+            await self._leave_room(keys=presence, args=[sid])
+            return False
+        return joined == 1
 
     @_unavailable_as_store_error
     async def leave_room(self, room_id: str, sid: str) -> bool:
         k = self._keys
         left = await self._leave_room(
-            keys=[
-                k.session_rooms(sid),
-                k.room_sessions(room_id),
-                k.room_counts(room_id),
-                k.room_users(room_id),
-            ],
-            args=[sid, room_id],
+            keys=[k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)],
+            args=[sid],
         )
+        await self._redis.srem(k.session_rooms(sid), room_id)
         return bool(left)
 
     @_unavailable_as_store_error
     async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
-        reply = await self._drop_session(
-            keys=[self._keys.session_info(sid), self._keys.session_rooms(sid)],
-            args=[sid, *self._drop_templates],
-        )
+        # Mark, leave every room, then delete the record: a crash before the end leaves
+        # the session registered on its node, whose purge drops it again (leaving a room
+        # twice is harmless).
+        k = self._keys
+        reply = await self._drop_session_begin(keys=[k.session_info(sid), k.session_rooms(sid)])
         if not reply:
             return []
-        uid, name, *room_ids = (_text(part) for part in reply)
+        uid, name, node_id, *room_ids = (_text(part) for part in reply)
         member = Member(id=uid, name=name)
-        return [(room_id, member) for room_id in sorted(room_ids)]
+        left = []
+        for room_id in sorted(room_ids):
+            presence = [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)]
+            if await self._leave_room(keys=presence, args=[sid]):
+                left.append((room_id, member))
+        await self._user_session_ended(keys=[k.user_sessions(uid), k.user_info(uid)], args=[sid])
+        await self._redis.delete(k.session_info(sid), k.session_rooms(sid))
+        if node_id:
+            await self._redis.srem(k.node_sessions(node_id), sid)
+        return left
 
     @_unavailable_as_store_error
     async def room_members(self, room_id: str) -> list[Member]:
@@ -528,27 +601,32 @@ class RedisStore:
 
     @_unavailable_as_store_error
     async def user_presence(self, user_id: str) -> UserPresence | None:
-        pipe = self._redis.pipeline(transaction=True)
-        pipe.hgetall(self._keys.user_info(user_id))
-        pipe.smembers(self._keys.user_sessions(user_id))
-        info, sids = await pipe.execute()
+        k = self._keys
+        info, sids = await self._user_presence(
+            keys=[k.user_info(user_id), k.user_sessions(user_id)]
+        )
         if not info:
             return None
-        user = _text_map(info)
-        session_keys = [self._keys.session_rooms(_text(sid)) for sid in sids]
-        rooms = await self._redis.sunion(session_keys) if session_keys else []
+        user = _pairs(info)
+        # Each session's room set lives in the session's slot: read one by one (a cluster
+        # pipeline sends each shard its part).
+        pipe = self._redis.pipeline(transaction=False)
+        for sid in sids:
+            pipe.smembers(k.session_rooms(_text(sid)))
+        rooms = {_text(room) for members in await pipe.execute() for room in members}
         last_seen = user.get("last_seen")
         return UserPresence(
             id=user_id,
             name=user["name"],
             sessions=len(sids),
-            rooms=sorted(_text(room) for room in rooms),
+            rooms=sorted(rooms),
             last_seen_ms=int(last_seen) if last_seen else None,
         )
 
     # -- node leases -------------------------------------------------------------------
     # Expiries use the Redis server clock (TIME inside the scripts), so nodes with
-    # skewed clocks still agree on who has expired.
+    # skewed clocks still agree on who has expired. On a cluster, the clock of the
+    # shard owning ``{nodes}``: one clock still.
 
     @_unavailable_as_store_error
     async def renew_lease(self, node_id: str, ttl_ms: int) -> bool:
@@ -591,18 +669,44 @@ class RedisStore:
 
     # -- message logs ------------------------------------------------------------------
 
+    def _split_fanouts(
+        self, log_key: str, fanouts: Sequence[Fanout]
+    ) -> tuple[list[str], list[tuple[str, Fanout]]]:
+        """(channel, head, tail) triples the script publishes, and the fanouts published
+        after it: on a cluster, those whose channel is not in the log's slot."""
+        inside: list[str] = []
+        after: list[tuple[str, Fanout]] = []
+        for fanout in fanouts:
+            channel = self._keys.channel(fanout.channel)
+            if self._cluster and hash_tag(channel) != hash_tag(log_key):
+                after.append((channel, fanout))
+            else:
+                inside += (channel, fanout.head, fanout.tail)
+        return inside, after
+
+    async def _publish_after(self, entry: str, after: list[tuple[str, Fanout]]) -> None:
+        # A conversation's user channels live in their users' slots: published once the
+        # entry is stored. Two users sending at the same instant from two nodes may then
+        # be delivered in either order; seq still tells the true order.
+        for channel, fanout in after:
+            await self._redis.spublish(channel, fanout.head + entry + fanout.tail)
+
     @_unavailable_as_store_error
     async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
-        publish = [
-            part for f in fanouts for part in (self._keys.channel(f.channel), f.head, f.tail)
-        ]
-        seq = await self._append(
-            keys=[self._keys.log(log), self._keys.log_seq(log)],
-            args=[entry_tail, self._history_size, *publish],
+        k = self._keys
+        log_key = k.log(log)
+        inside, after = self._split_fanouts(log_key, fanouts)
+        seq = int(
+            await self._append(
+                keys=[log_key, k.log_seq(log)],
+                args=[entry_tail, self._history_size, self._publish_command, *inside],
+            )
         )
-        return int(seq)
+        if after:
+            await self._publish_after(f'{{"seq":{seq}{entry_tail}', after)
+        return seq
 
     @_unavailable_as_store_error
     async def append_once(
@@ -611,15 +715,19 @@ class RedisStore:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
         k = self._keys
+        log_key = k.log(log)
         digest = hashlib.sha256(dedupe.key.encode()).hexdigest()
-        publish = [part for f in fanouts for part in (k.channel(f.channel), f.head, f.tail)]
+        inside, after = self._split_fanouts(log_key, fanouts)
         reply = await self._append_once(
-            keys=[k.log(log), k.log_seq(log), k.log_dedupe(log, digest)],
-            args=[entry_tail, self._history_size, dedupe.ttl_ms, *publish],
+            keys=[log_key, k.log_seq(log), k.log_dedupe(log, digest)],
+            args=[entry_tail, self._history_size, dedupe.ttl_ms, self._publish_command, *inside],
         )
         if len(reply) > 1:
             return Appended(int(reply[0]), original=_text(reply[1]))
-        return Appended(int(reply[0]))
+        seq = int(reply[0])
+        if after:
+            await self._publish_after(f'{{"seq":{seq}{entry_tail}', after)
+        return Appended(seq)
 
     @_unavailable_as_store_error
     async def history(

@@ -71,8 +71,17 @@ drain_timeout = 12
         cors_origins=("https://a.example", "https://b.example"), api_keys=("k1", "k2"),
         idempotency_ttl=60.0, max_api_body_bytes=4096, metrics=False, drain_timeout=12.0,
     )  # fmt: skip
-    # The test above lists every option: a new one must be added to the file format too.
-    assert set(tomllib.loads(path.read_text())) == {name for name, _, _ in _OPTIONS}
+    # The file above lists every option but one (a node has a Redis URL or cluster nodes,
+    # not both; see the next test): a new option must be added to the file format too.
+    listed = set(tomllib.loads(path.read_text())) | {"redis_cluster_nodes"}
+    assert listed == {name for name, _, _ in _OPTIONS}
+
+
+def test_redis_cluster_nodes_from_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, 'redis_cluster_nodes = "127.0.0.1:7000,127.0.0.1:7001"\n')
+    settings = parse_settings(["--config", str(path)], {})
+    assert settings.redis_cluster_nodes == "127.0.0.1:7000,127.0.0.1:7001"
+    assert settings.backend == "redis-cluster"
 
 
 def test_flag_beats_environment_beats_file_beats_default(tmp_path: Path) -> None:
