@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.raw_client import RawClient
-
 if TYPE_CHECKING:
     from tests.node_fixtures import RunningNode
 
@@ -114,20 +112,6 @@ async def test_rate_limited_events_are_counted(node_factory) -> None:
     page = await scrape(node)
     assert page.value("dino_rate_limited_events_total") == 3
     assert page.value("dino_events_total", event="list_rooms", status="400") == 3
-
-
-async def test_slow_consumers_are_counted(node_factory) -> None:
-    node = await node_factory(send_buffer_bytes=64 * 1024, max_events_per_second=100_000)
-    alice = await node.client("websocket", user="alice")
-    room_id = await alice.create("firehose")
-    await alice.join(room_id)
-    sloth = await RawClient.connect(node.port)
-    await sloth.join("sloth", room_id)
-    for i in range(800):  # see test_slow_consumer.py: enough to pass the kernel buffers
-        await alice.say(room_id, f"{'x' * 8000} {i}")
-    await alice.wait_for("message", count=800)
-    assert (await scrape(node)).value("dino_slow_consumers_dropped_total") == 1
-    sloth.writer.close()
 
 
 async def test_metrics_can_be_switched_off(node_factory) -> None:
