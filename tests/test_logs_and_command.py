@@ -112,13 +112,26 @@ def test_pip_install_gives_a_dino_command(tmp_path: Path) -> None:
         assert port is not None
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/demo/", timeout=10) as reply:
             assert reply.status == 200 and "<html" in reply.read().decode().lower()
-        # The installed code, not this checkout, is what runs.
+        # The installed code, not this checkout, is what runs: every package and
+        # subpackage of the source tree was installed (a missing one would be found in
+        # a development install on this machine, and be missing on a clean one).
+        packages = sorted(
+            ".".join(path.parent.relative_to(source).parts)
+            for path in source.glob("*/**/__init__.py")
+            if path.parts[len(source.parts)] in ("core", "server", "handlers", "storage")
+        )
+        assert "handlers.api" in packages
+        script = (
+            "import importlib, json; "
+            f"print(json.dumps([importlib.import_module(p).__file__ for p in {packages}]))"
+        )
         imported = subprocess.run(
-            [str(venv / "bin" / "python"), "-c", "import server; print(server.__file__)"],
+            [str(venv / "bin" / "python"), "-c", script],
             cwd=elsewhere, capture_output=True, text=True, timeout=60, check=True,
             env={**os.environ, "PYTHONPATH": ""},
         ).stdout  # fmt: skip
-        assert str(venv) in imported
+        files = json.loads(imported)
+        assert all(str(venv) in path for path in files), files
     finally:
         process.terminate()
         process.wait(timeout=30)
