@@ -24,8 +24,8 @@ from typing import Any
 
 import tornado.web
 
-from .lean import LeanSocket
 from .node import Node
+from .polling import PollingSocket
 from .transport import DirectEngineServer
 
 log = logging.getLogger("dino.drain")
@@ -36,29 +36,26 @@ CLOSE_BATCH = 100  # connections closed concurrently (each close updates the sto
 
 
 async def close_transport(engine: DirectEngineServer, eio_sid: str) -> None:
-    """Close one engine.io connection the way a network failure would: the client
+    """Close one engine.io session the way a network failure would: the client
     reconnects. Its disconnect handlers run as for any dropped connection.
 
-    Whatever was sent before (an ack just written) still reaches the client: direct
-    writes are already in the stream, and queued packets go out before the close."""
+    Whatever was sent before (an ack just written) still reaches the client: a
+    websocket's writes are already in its stream, and a polling client is given the
+    time to fetch what waits for it before its session goes."""
     sock = engine.sockets.get(eio_sid)
     if sock is None or sock.closing or sock.closed:
         return
-    if isinstance(sock, LeanSocket):
-        await sock.close(abort=True, reason=engine.reason.SERVER_DISCONNECT)
-    elif sock.upgraded:
-        # engine.io's writer task sends what is queued, stops at None and closes the
-        # websocket; its reader then sees the close and runs the disconnect.
-        sock.queue.put_nowait(None)
-    else:
-        # Polling: let the client's long-poll take what is queued (an ack), then close
-        # the session; its next request gets 400 and the client reconnects.
+    if isinstance(sock, PollingSocket):
         for _ in range(int(POLLING_FLUSH_SECONDS / POLL_SECONDS)):
-            if sock.queue.empty():
+            if not sock.outbox:
                 break
             await asyncio.sleep(POLL_SECONDS)
-        await sock.close(wait=False, abort=True, reason=engine.reason.SERVER_DISCONNECT)
-        sock.queue.put_nowait(None)  # answers a long-poll GET that is waiting now
+        if sock.closing or sock.closed:
+            return
+    # abort: no engine.io CLOSE packet (the clients would take it as "go away for good").
+    # A websocket is closed; a polling session is forgotten, its waiting GET answered,
+    # and the client's next request gets 400.
+    await sock.close(abort=True, reason=engine.reason.SERVER_DISCONNECT)
 
 
 def _open_connections(node: Node) -> int:

@@ -28,6 +28,8 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .polling import PollingSocket
+
 if TYPE_CHECKING:
     from .node import Node
 
@@ -86,7 +88,7 @@ class NodeMetrics:
 
 def transport_of(node: Node, eio_sid: str) -> str:
     sock = node.sio.engine.sockets.get(eio_sid)
-    return "websocket" if sock is not None and sock.upgraded else "polling"
+    return "polling" if isinstance(sock, PollingSocket) else "websocket"
 
 
 def snapshot(node: Node) -> dict[str, object]:

@@ -29,6 +29,7 @@ from .gaps import MAX_REPAIR
 from .hub import Hub, Session
 from .metrics import NodeMetrics
 from .outage import OutageLog
+from .quotas import UserLimits
 from .redis_clients import (
     CLUSTER_START_ERRORS,
     cluster_client,
@@ -56,6 +57,7 @@ class Node:
     # Sessions whose removal from the store failed (Redis down); retried by the cluster.
     unfinished_drops: set[str] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    limits: UserLimits = field(default_factory=UserLimits)  # per-user rates and quotas
     metrics: NodeMetrics = field(default_factory=NodeMetrics)
     status: NodeStatus = field(default_factory=NodeStatus)
 
@@ -124,12 +126,15 @@ async def create_node(settings: Settings, node_id: str) -> Node:
     sio = create_socket_server(
         compression=settings.compression,
         send_buffer_bytes=settings.send_buffer_bytes,
-        # Frames larger than this close the connection (socket.io's maxHttpBufferSize);
-        # anything up to it that breaks a rule gets a 400.
-        max_packet_bytes=max(65_536, 8 * settings.max_message_bytes),
+        max_packet_bytes=settings.max_packet_bytes,
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
         cors_origins=settings.cors_origins,
+        event_rate=settings.max_events_per_second,
+        event_burst=settings.max_event_burst,
+        connect_timeout=settings.connect_timeout,
+        max_connections=settings.max_connections,
+        max_connections_per_address=settings.max_connections_per_address,
     )
     outage = OutageLog()
     metrics = NodeMetrics(enabled=settings.metrics)
@@ -168,8 +173,9 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         sio=sio,
         hub=hub,
         store=store,
-        auth=make_authenticator(settings.auth, settings.jwt_secret),
+        auth=make_authenticator(settings.auth, settings.jwt_secret, settings.jwt_require_exp),
         outage=outage,
+        limits=UserLimits.from_settings(settings),
         metrics=metrics,
     )
     metrics.watch(node)

@@ -40,15 +40,34 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # () -> same origin only; ("*",) -> any
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
+    # The edge (server/edge.py): limits that keep one client from exhausting a node.
+    connect_timeout: float = 45.0  # engine.io session without a namespace: closed
+    header_timeout: float = 10.0  # HTTP headers, and idle keep-alive, before a handshake
+    max_connections: int = 20_000  # engine.io sessions per node (HTTP 503 above)
+    max_connections_per_address: int = 500  # per client address (behind nginx: X-Real-IP)
+    max_user_events_per_second: float = 100.0  # per user, across their sessions on a node
+    max_user_event_burst: int = 400
+    max_rooms_per_user_per_hour: int = 20
+    max_new_conversations_per_hour: int = 100  # distinct users one user writes to
+    max_history_reply_bytes: int = 524_288  # a longer history reply is cut, "more": true
+    jwt_require_exp: bool = True  # --auth jwt: a token without exp is refused
     lease_ttl: float = 8.0  # a node silent this long is dead; survivors purge it
     heartbeat_interval: float = 2.0
     log_level: str = "INFO"
     api_keys: tuple[str, ...] = ()  # () -> the HTTP API is off
     idempotency_ttl: float = 86_400.0  # seconds a client id / Idempotency-Key is remembered
     max_api_body_bytes: int = 1_048_576
+    edit_window: float = 900.0  # seconds a sender may edit or delete their own message
     log_format: str = "text"  # "text" (readable) or "json" (one object a line)
     metrics: bool = True  # /metrics and the timing histograms
     drain_timeout: float = 30.0  # SIGTERM: seconds to move clients off before exiting
+
+    @property
+    def max_packet_bytes(self) -> int:
+        """The largest websocket frame or polling POST body (socket.io's maxHttpBufferSize):
+        a larger one closes the connection; anything up to it that breaks a rule gets a
+        400. It is also Tornado's request body limit, so no request is buffered beyond it."""
+        return max(65_536, 8 * self.max_message_bytes)
 
     @property
     def backend(self) -> str:
@@ -81,6 +100,15 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("max_event_burst", int, "events a connection may send at once, above that rate"),
     ("ping_interval", float, "socket.io ping interval, seconds"),
     ("ping_timeout", float, "socket.io ping timeout, seconds"),
+    ("connect_timeout", float, "seconds an engine.io session may wait to connect a namespace"),
+    ("header_timeout", float, "seconds for request headers and for idle HTTP keep-alive"),
+    ("max_connections", int, "engine.io sessions per node; more get HTTP 503"),
+    ("max_connections_per_address", int, "engine.io sessions per client address"),
+    ("max_user_events_per_second", float, "events one user may send per second, all sessions"),
+    ("max_user_event_burst", int, "events one user may send at once, above that rate"),
+    ("max_rooms_per_user_per_hour", int, "rooms one user may create per hour on a node"),
+    ("max_new_conversations_per_hour", int, "distinct users one user may write to per hour"),
+    ("max_history_reply_bytes", int, "largest history reply; longer ones are cut with more"),
     ("lease_ttl", float, "seconds without heartbeat before a node counts as dead"),
     ("heartbeat_interval", float, "seconds between node lease renewals"),
     ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
@@ -91,6 +119,8 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
      "empty: the API is off"),
     ("idempotency_ttl", float, "seconds a message's client id or Idempotency-Key is kept"),
     ("max_api_body_bytes", int, "largest HTTP API request body, bytes"),
+    ("edit_window", float, "seconds a sender may edit or delete their own message"),
+    ("jwt_require_exp", bool, "with --auth jwt, refuse tokens without an exp claim"),
     ("metrics", bool, "serve Prometheus metrics at /metrics"),
     ("drain_timeout", float, "on SIGTERM, seconds to move clients away before exiting"),
 )

@@ -14,7 +14,8 @@ touches one owner's keys runs on one shard:
 * ``{<log>}``: a conversation log (``dm:...``) with its idempotency keys;
 * ``{user:<id>}``: a user's profile, sessions index and channel;
 * ``{session:<sid>}``, ``{node:<id>}``: one session's, one node's keys;
-* ``{rooms}``, ``{nodes}``: the two cross-room indexes (all rooms, all node leases).
+* ``{rooms}``, ``{nodes}``: the two cross-room indexes (all rooms, all node leases);
+* ``{admins}``, ``{bans}``: the global admins and the bans from every room.
 
 The same layout serves one Redis server, where a tag is just part of the name: it costs
 a dozen bytes per key and nothing measurable in time, and keeping one layout means one
@@ -70,6 +71,32 @@ class KeySchema:
     def room_acl(self, room_id: str) -> str:
         """hash: acl type -> rule. Replaced as a whole by ``set_acl``."""
         return self._key("room:" + room_id, "acl")
+
+    def room_moderators(self, room_id: str) -> str:
+        """hash: user id -> display name of the room's moderators."""
+        return self._key("room:" + room_id, "moderators")
+
+    def room_rules(self, room_id: str) -> str:
+        """hash: action -> access rule (JSON). Replaced as a whole by ``set_rules``."""
+        return self._key("room:" + room_id, "rules")
+
+    def room_bans(self, room_id: str) -> str:
+        """hash: user id -> ban (JSON: name, reason, by, expires ms UTC or null)."""
+        return self._key("room:" + room_id, "bans")
+
+    def room_mutes(self, room_id: str) -> str:
+        """hash: user id -> mute (JSON, as a ban)."""
+        return self._key("room:" + room_id, "mutes")
+
+    # -- deployment-wide roles and bans --------------------------------------------------
+
+    def admins(self) -> str:
+        """hash: user id -> display name of the global admins set through the API."""
+        return self._key("admins", "by_id")
+
+    def global_bans(self) -> str:
+        """hash: user id -> ban from the whole deployment (JSON, as a room ban)."""
+        return self._key("bans", "by_user")
 
     # -- presence ----------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -22,6 +23,8 @@ import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
 from storage.base import (
+    ROLES,
+    SANCTIONS,
     Appended,
     Dedupe,
     Fanout,
@@ -29,6 +32,8 @@ from storage.base import (
     Room,
     RoomNameTaken,
     RoomSummary,
+    Sanction,
+    SendCheck,
     StoreUnavailable,
     UserPresence,
 )
@@ -120,10 +125,52 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 'claimed'
 """
 
-# KEYS: room_info, room_owners, room_acl.  Returns three flat field/value lists.
+# KEYS: room_info, room_owners, room_acl, room_moderators, room_rules.  Returns five
+# flat field/value lists.
 _GET_ROOM = """
-return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2]),
-        redis.call('HGETALL', KEYS[3])}
+local found = {}
+for i = 1, #KEYS do found[i] = redis.call('HGETALL', KEYS[i]) end
+return found
+"""
+
+# KEYS: room_info, room_owners, room_moderators.  ARGV: uid, name, role ('' for none)
+_SET_ROLE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+if ARGV[3] == 'owner' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+if ARGV[3] == 'moderator' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[2]) end
+return 1
+"""
+
+# KEYS: room_info, a sanctions hash of the room.  ARGV: uid, sanction JSON
+_IMPOSE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+
+# KEYS: room_rules, room_mutes.  ARGV: uid.  Returns {send rule or false, mute or false}.
+_SEND_CHECK = """
+return {redis.call('HGET', KEYS[1], 'send'), redis.call('HGET', KEYS[2], ARGV[1])}
+"""
+
+# KEYS: room_sessions, room_counts, room_users.  ARGV: uid
+# Takes every session of the user out of the room's presence; returns their sids.
+_REMOVE_USER_FROM_ROOM = """
+local removed = {}
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if all[i + 1] == ARGV[1] then
+    redis.call('HDEL', KEYS[1], all[i])
+    table.insert(removed, all[i])
+  end
+end
+if #removed > 0 then
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  redis.call('HDEL', KEYS[3], ARGV[1])
+end
+return removed
 """
 
 # KEYS: room_info, room_acl.  ARGV: type1, rule1, type2, rule2, ...
@@ -269,6 +316,22 @@ for i = 5, #ARGV, 3 do redis.call(ARGV[4], ARGV[i], ARGV[i + 1] .. entry .. ARGV
 return {seq}
 """
 
+# KEYS: log, log_seq.  ARGV: seq, old entry, new entry, entry_tail, history_size, publish
+# command, then (channel, head, tail) per fanout.  Returns the appended seq, or 0 if the
+# entry at seq is not the old entry any more.
+_REVISE = """
+local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
+if #found ~= 1 or found[1] ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
+local seq = redis.call('INCR', KEYS[2])
+local entry = '{"seq":' .. seq .. ARGV[4]
+redis.call('ZADD', KEYS[1], seq, entry)
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[5]) + 1))
+for i = 7, #ARGV, 3 do redis.call(ARGV[6], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+return seq
+"""
+
 # -- errors and decoding -----------------------------------------------------------------
 
 # BusyLoadingError is a ConnectionError already; it is listed because "Redis is loading
@@ -328,6 +391,28 @@ def _pairs(flat: Sequence[Any]) -> dict[str, str]:
     return {_text(flat[i]): _text(flat[i + 1]) for i in range(0, len(flat), 2)}
 
 
+def _sanction_json(sanction: Sanction) -> str:
+    return json.dumps(
+        {
+            "name": sanction.user.name,
+            "reason": sanction.reason,
+            "by": sanction.by,
+            "expires": sanction.expires_ms,
+        }
+    )
+
+
+def _sanction_from_json(user_id: str, text: str) -> Sanction:
+    fields = json.loads(text)
+    expires = fields.get("expires")
+    return Sanction(
+        user=Member(user_id, str(fields.get("name", user_id))),
+        reason=str(fields.get("reason", "")),
+        by=str(fields.get("by", "")),
+        expires_ms=int(expires) if expires is not None else None,
+    )
+
+
 # -- the store ---------------------------------------------------------------------------
 
 
@@ -379,6 +464,11 @@ class RedisStore:
         self._expired_nodes = register(_EXPIRED_NODES)
         self._live_nodes = register(_LIVE_NODES)
         self._append = register(_APPEND)
+        self._set_role = register(_SET_ROLE)
+        self._impose = register(_IMPOSE)
+        self._send_check = register(_SEND_CHECK)
+        self._remove_user_from_room = register(_REMOVE_USER_FROM_ROOM)
+        self._revise = register(_REVISE)
 
     @property
     def cluster(self) -> bool:
@@ -431,13 +521,26 @@ class RedisStore:
     @_unavailable_as_store_error
     async def get_room(self, room_id: str) -> Room | None:
         k = self._keys
-        # One script: a consistent snapshot of the room's three hashes.
-        info, owners, acl = await self._get_room(
-            keys=[k.room_info(room_id), k.room_owners(room_id), k.room_acl(room_id)]
+        # One script: a consistent snapshot of the room's hashes.
+        info, owners, acl, moderators, rules = await self._get_room(
+            keys=[
+                k.room_info(room_id),
+                k.room_owners(room_id),
+                k.room_acl(room_id),
+                k.room_moderators(room_id),
+                k.room_rules(room_id),
+            ]
         )
         if not info:
             return None
-        return Room(id=room_id, name=_pairs(info)["name"], owners=_pairs(owners), acl=_pairs(acl))
+        return Room(
+            id=room_id,
+            name=_pairs(info)["name"],
+            owners=_pairs(owners),
+            acl=_pairs(acl),
+            moderators=_pairs(moderators),
+            rules=_pairs(rules),
+        )
 
     @_unavailable_as_store_error
     async def list_rooms(self) -> list[RoomSummary]:
@@ -447,10 +550,16 @@ class RedisStore:
         pipe = self._redis.pipeline(transaction=False)
         for room_id in names:
             pipe.hlen(self._keys.room_users(room_id))
-        counts = await pipe.execute()
+            pipe.hget(self._keys.room_rules(room_id), "list")
+        replies = await pipe.execute()
         summaries = [
-            RoomSummary(id=room_id, name=name, members=int(count))
-            for (room_id, name), count in zip(names.items(), counts, strict=True)
+            RoomSummary(
+                id=room_id,
+                name=name,
+                members=int(replies[2 * i]),
+                list_rule=None if replies[2 * i + 1] is None else _text(replies[2 * i + 1]),
+            )
+            for i, (room_id, name) in enumerate(names.items())
         ]
         return sorted(summaries, key=lambda s: (s.name, s.id))
 
@@ -497,6 +606,10 @@ class RedisStore:
                 k.room_users(room_id),
                 k.room_sessions(room_id),
                 k.room_counts(room_id),
+                k.room_moderators(room_id),
+                k.room_rules(room_id),
+                k.room_bans(room_id),
+                k.room_mutes(room_id),
             ]
             if hash_tag(k.log(log)) != hash_tag(k.room_info(room_id)):
                 raise ValueError(f"log {log!r} is not room {room_id!r}'s log")
@@ -505,6 +618,87 @@ class RedisStore:
             await self._redis.srem(k.session_rooms(_text(sid)), room_id)
         await self._unlist_room(keys=[k.rooms(), k.room_names(), k.room_renames()], args=[room_id])
         return room if sids is not None else None
+
+    @_unavailable_as_store_error
+    async def set_role(self, room_id: str, member: Member, role: str | None) -> bool:
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        k = self._keys
+        done = await self._set_role(
+            keys=[k.room_info(room_id), k.room_owners(room_id), k.room_moderators(room_id)],
+            args=[member.id, member.name, role or ""],
+        )
+        return bool(done)
+
+    @_unavailable_as_store_error
+    async def set_rules(self, room_id: str, rules: Mapping[str, str]) -> None:
+        # The same replace-if-the-room-exists script as the ACL, on the rules hash.
+        pairs = [part for item in rules.items() for part in item]
+        await self._set_acl(
+            keys=[self._keys.room_info(room_id), self._keys.room_rules(room_id)], args=pairs
+        )
+
+    @_unavailable_as_store_error
+    async def set_admin(self, member: Member, admin: bool) -> None:
+        if admin:
+            await self._redis.hset(self._keys.admins(), member.id, member.name)
+        else:
+            await self._redis.hdel(self._keys.admins(), member.id)
+
+    @_unavailable_as_store_error
+    async def is_admin(self, user_id: str) -> bool:
+        return bool(await self._redis.hexists(self._keys.admins(), user_id))
+
+    @_unavailable_as_store_error
+    async def admins(self) -> list[Member]:
+        found = _text_map(await self._redis.hgetall(self._keys.admins()))
+        return [Member(uid, found[uid]) for uid in sorted(found)]
+
+    # -- sanctions ---------------------------------------------------------------------
+
+    def _sanctions_key(self, kind: str, scope: str | None) -> str:
+        if kind not in SANCTIONS or (scope is None and kind != "ban"):
+            raise ValueError(f"no {kind!r} sanction in scope {scope!r}")
+        if scope is None:
+            return self._keys.global_bans()
+        return self._keys.room_bans(scope) if kind == "ban" else self._keys.room_mutes(scope)
+
+    @_unavailable_as_store_error
+    async def impose(self, kind: str, scope: str | None, sanction: Sanction) -> None:
+        key = self._sanctions_key(kind, scope)
+        text = _sanction_json(sanction)
+        if scope is None:
+            await self._redis.hset(key, sanction.user.id, text)
+        else:  # only while the room exists: a removed room leaves no bans behind
+            await self._impose(
+                keys=[self._keys.room_info(scope), key], args=[sanction.user.id, text]
+            )
+
+    @_unavailable_as_store_error
+    async def lift(self, kind: str, scope: str | None, user_id: str) -> bool:
+        return bool(await self._redis.hdel(self._sanctions_key(kind, scope), user_id))
+
+    @_unavailable_as_store_error
+    async def sanction(self, kind: str, scope: str | None, user_id: str) -> Sanction | None:
+        text = await self._redis.hget(self._sanctions_key(kind, scope), user_id)
+        return None if text is None else _sanction_from_json(user_id, _text(text))
+
+    @_unavailable_as_store_error
+    async def sanctions(self, kind: str, scope: str | None) -> list[Sanction]:
+        found = _text_map(await self._redis.hgetall(self._sanctions_key(kind, scope)))
+        return [_sanction_from_json(uid, found[uid]) for uid in sorted(found)]
+
+    @_unavailable_as_store_error
+    async def send_check(self, room_id: str, user_id: str) -> SendCheck:
+        # One script rather than a pipeline: a third less client CPU, on every message.
+        k = self._keys
+        rule, mute = await self._send_check(
+            keys=[k.room_rules(room_id), k.room_mutes(room_id)], args=[user_id]
+        )
+        return SendCheck(
+            None if rule is None else _text(rule),
+            None if mute is None else _sanction_from_json(user_id, _text(mute)),
+        )
 
     # -- presence ----------------------------------------------------------------------
     # The invariant that makes the multi-slot steps safe: a session's room set is always
@@ -593,6 +787,23 @@ class RedisStore:
     async def room_members(self, room_id: str) -> list[Member]:
         users = _text_map(await self._redis.hgetall(self._keys.room_users(room_id)))
         return [Member(id=uid, name=users[uid]) for uid in sorted(users)]
+
+    @_unavailable_as_store_error
+    async def remove_from_room(self, room_id: str, user_id: str) -> list[str]:
+        # The room's presence first, then each session's room set (the set stays a
+        # superset of the presence that lists the session); a crash in between leaves a
+        # stale room id in a session set, which leaving or dropping clears.
+        k = self._keys
+        sids = sorted(
+            _text(sid)
+            for sid in await self._remove_user_from_room(
+                keys=[k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)],
+                args=[user_id],
+            )
+        )
+        for sid in sids:
+            await self._redis.srem(k.session_rooms(sid), room_id)
+        return sids
 
     @_unavailable_as_store_error
     async def node_sessions(self, node_id: str) -> list[str]:
@@ -742,6 +953,31 @@ class RedisStore:
             return [_text(entry) for entry in oldest]
         newest = await self._redis.zrevrangebyscore(key, upper, "-inf", start=0, num=limit)
         return [_text(entry) for entry in reversed(newest)]
+
+    @_unavailable_as_store_error
+    async def revise(
+        self,
+        log: str,
+        seq: int,
+        old_entry: str,
+        new_entry: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+    ) -> int | None:
+        if not entry_tail.startswith((",", "}")):
+            raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
+        k = self._keys
+        log_key = k.log(log)
+        inside, after = self._split_fanouts(log_key, fanouts)
+        args: list[str | int] = [
+            seq, old_entry, new_entry, entry_tail, self._history_size, self._publish_command
+        ]  # fmt: skip
+        appended = int(await self._revise(keys=[log_key, k.log_seq(log)], args=[*args, *inside]))
+        if not appended:
+            return None
+        if after:
+            await self._publish_after(f'{{"seq":{appended}{entry_tail}', after)
+        return appended
 
     async def close(self) -> None:
         await self._redis.aclose()
