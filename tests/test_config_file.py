@@ -60,6 +60,17 @@ idempotency_ttl = 60
 max_api_body_bytes = 4096
 metrics = false
 drain_timeout = 12
+connect_timeout = 7
+header_timeout = 8
+max_connections = 100
+max_connections_per_address = 10
+max_user_events_per_second = 11
+max_user_event_burst = 12
+max_rooms_per_user_per_hour = 13
+max_new_conversations_per_hour = 14
+max_history_reply_bytes = 15000
+jwt_require_exp = false
+edit_window = 60
 """)
     settings = parse_settings(["--config", str(path)], {})
     assert settings == Settings(
@@ -70,6 +81,11 @@ drain_timeout = 12
         heartbeat_interval=1.5, log_level="WARNING", log_format="json", compression=True,
         cors_origins=("https://a.example", "https://b.example"), api_keys=("k1", "k2"),
         idempotency_ttl=60.0, max_api_body_bytes=4096, metrics=False, drain_timeout=12.0,
+        connect_timeout=7.0, header_timeout=8.0, max_connections=100,
+        max_connections_per_address=10, max_user_events_per_second=11.0,
+        max_user_event_burst=12, max_rooms_per_user_per_hour=13,
+        max_new_conversations_per_hour=14, max_history_reply_bytes=15000,
+        jwt_require_exp=False, edit_window=60.0,
     )  # fmt: skip
     # The file above lists every option but one (a node has a Redis URL or cluster nodes,
     # not both; see the next test): a new option must be added to the file format too.

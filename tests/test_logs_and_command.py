@@ -30,7 +30,8 @@ async def test_json_logs_carry_the_fields_and_no_secrets_or_content(started_node
          "--log-level", "DEBUG", "--auth", "jwt", "--jwt-secret", SECRET, "--api-keys", API_KEY],
         {},
     )  # fmt: skip
-    token = jwt.encode({"sub": "alice", "name": "Alice"}, SECRET, algorithm="HS256")
+    claims = {"sub": "alice", "name": "Alice", "exp": int(time.time()) + 600}
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
     content = "private words " + uuid.uuid4().hex
     client = socketio.AsyncClient(reconnection=False)
     await client.connect(f"http://127.0.0.1:{port}", namespaces=["/chat"],
