@@ -44,7 +44,6 @@ from benchmarks import servers
 HERE = Path(__file__).resolve().parent
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TARGETS = ("psio", "dino", "dino-2nodes")
-HAND_WRITTEN = "<!-- Below: measured by other scripts, kept by run_benchmarks.py. -->"
 
 
 @dataclass(frozen=True)
@@ -180,6 +179,8 @@ def run_one(
 
 
 # -- BENCHMARKS.md -----------------------------------------------------------
+
+HAND_RUN_MARK = "<!-- sections below: other scripts, kept by run_benchmarks.py -->"
 
 
 def machine() -> list[str]:
@@ -395,13 +396,11 @@ def main() -> int:
                 results.setdefault(sc.name, []).append(old)
     for rows in results.values():
         rows.sort(key=lambda r: TARGETS.index(r["bench"]["target"]))
+    # Sections written by hand from other scripts (below HAND_RUN_MARK) are kept.
     out = Path(args.out)
-    # Sections measured by other scripts (metrics_cost.py, rolling_restart.py) follow
-    # HAND_WRITTEN in the file; they are kept as they are.
-    kept = ""
-    if out.exists() and HAND_WRITTEN in out.read_text():
-        kept = "\n" + HAND_WRITTEN + out.read_text().split(HAND_WRITTEN, 1)[1]
-    out.write_text(markdown(results, args.quick) + "\n" + kept)
+    previous = out.read_text() if out.exists() else ""
+    kept = previous[previous.index(HAND_RUN_MARK) :] if HAND_RUN_MARK in previous else ""
+    out.write_text(markdown(results, args.quick) + "\n" + (f"\n{kept}" if kept else ""))
     print(f"\nwrote {args.out}")
     return 1 if failed else 0
 

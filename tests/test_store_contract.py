@@ -868,3 +868,19 @@ async def test_concurrent_renames_agree_everywhere(store: Store) -> None:
     for i in range(10):  # and every losing name too
         if f"name {i}" != room.name:
             assert await store.rename_room(other, f"name {i}") is not None
+
+
+async def test_racing_joins_leaves_and_drops_leave_no_ghost(store: Store) -> None:
+    """A join racing a leave or a drop of the same session ends with the session either
+    in the room and in its room set, or in neither: a drop then cleans everything."""
+    room_id = await new_room(store)
+    await store.register_session("a0", ALICE, "n1")
+    for _ in range(20):
+        await asyncio.gather(store.join_room(room_id, "a0"), store.leave_room(room_id, "a0"))
+        await asyncio.gather(store.leave_room(room_id, "a0"), store.join_room(room_id, "a0"))
+    await store.drop_session("a0")
+    for i in range(20):
+        await store.register_session(f"b{i}", BOB, "n1")
+        await asyncio.gather(store.join_room(room_id, f"b{i}"), store.drop_session(f"b{i}"))
+    assert await store.room_members(room_id) == []
+    assert await store.node_sessions("n1") == []
