@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from engineio import packet as eio_packet
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -106,6 +107,8 @@ class Hub:
         # channel -> sid -> payloads held back from that listener (``hold``).
         self._held: dict[str, dict[str, list[str]]] = {}
         self.stats = HubStats()
+        # Told how long each fan-out took (server/metrics.py); None: not measured.
+        self.observe_fanout: Callable[[float], None] | None = None
         self.on_control: Control = lambda op, channel, sids: None
 
     # -- sessions ----------------------------------------------------------------------
@@ -203,6 +206,8 @@ class Hub:
         self.stats.published += 1
         if not listeners:
             return
+        observe = self.observe_fanout
+        started = perf_counter() if observe is not None else 0.0
         skip, text = open_envelope(payload)
         control = skip[:1] == CONTROL_MARK
         if control:
@@ -232,3 +237,5 @@ class Hub:
         self.stats.delivered += delivered
         if control:
             self.on_control(skip[1:], channel, targets)
+        if observe is not None:
+            observe(perf_counter() - started)
