@@ -71,6 +71,7 @@ max_new_conversations_per_hour = 14
 max_history_reply_bytes = 15000
 jwt_require_exp = false
 edit_window = 60
+receipts_max_room_size = 16
 """)
     settings = parse_settings(["--config", str(path)], {})
     assert settings == Settings(
@@ -85,7 +86,7 @@ edit_window = 60
         max_connections_per_address=10, max_user_events_per_second=11.0,
         max_user_event_burst=12, max_rooms_per_user_per_hour=13,
         max_new_conversations_per_hour=14, max_history_reply_bytes=15000,
-        jwt_require_exp=False, edit_window=60.0,
+        jwt_require_exp=False, edit_window=60.0, receipts_max_room_size=16,
     )  # fmt: skip
     # The file above lists every option but one (a node has a Redis URL or cluster nodes,
     # not both; see the next test): a new option must be added to the file format too.
