@@ -190,14 +190,14 @@ async def test_a_request_in_flight_is_answered_before_its_connection_closes(
         await writer.ok("join", {"verb": "join", "target": {"id": room_id}})
         # Hold the store's append so that the message is in flight when the drain starts.
         gate, entered = asyncio.Event(), asyncio.Event()
-        append = s.node.store.append
+        append = s.node.store.append_entry  # what sending a message calls
 
-        async def slow_append(*args: Any, **kwargs: Any) -> int:
+        async def slow_append(*args: Any, **kwargs: Any) -> Any:
             entered.set()
             await gate.wait()
             return await append(*args, **kwargs)
 
-        s.node.store.append = slow_append  # type: ignore[method-assign]
+        s.node.store.append_entry = slow_append  # type: ignore[method-assign]
         sending = asyncio.create_task(writer.call("message", {
             "verb": "send", "target": {"id": room_id}, "object": {"content": "in flight"}}))
         await asyncio.wait_for(entered.wait(), TIMEOUT)
@@ -209,7 +209,7 @@ async def test_a_request_in_flight_is_answered_before_its_connection_closes(
         assert reply["status_code"] == 200  # acknowledged ...
         await asyncio.wait_for(writer.disconnected.wait(), TIMEOUT)
         await asyncio.wait_for(draining, TIMEOUT)
-        s.node.store.append = append  # type: ignore[method-assign]
+        s.node.store.append_entry = append  # type: ignore[method-assign]
         entries = await s.node.store.history(f"room:{room_id}", before=None, since=0, limit=10)
         assert len(entries) == 1 and "in flight" in entries[0]  # ... and stored, once
 
