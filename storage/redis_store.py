@@ -287,6 +287,14 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
 """
 )
 
+# KEYS: nodes
+_LIVE_NODES = (
+    _LUA_NOW_MS
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now_ms(), '+inf')
+"""
+)
+
 # KEYS: log, log_seq.  ARGV: entry_tail, history_size, publish command (PUBLISH or
 # SPUBLISH), then (channel, head, tail) per fanout.
 # Publishing inside the script is the point: Redis runs scripts one at a time, so the
@@ -463,6 +471,7 @@ class RedisStore:
         self._drop_session_begin = register(_DROP_SESSION_BEGIN)
         self._renew_lease = register(_RENEW_LEASE)
         self._expired_nodes = register(_EXPIRED_NODES)
+        self._live_nodes = register(_LIVE_NODES)
         self._append = register(_APPEND)
         self._set_role = register(_SET_ROLE)
         self._impose = register(_IMPOSE)
@@ -852,6 +861,22 @@ class RedisStore:
         return sorted(_text(node_id) for node_id in reply)
 
     @_unavailable_as_store_error
+    async def live_nodes(self) -> list[str]:
+        reply = await self._live_nodes(keys=[self._keys.nodes()])
+        return sorted(_text(node_id) for node_id in reply)
+
+    @_unavailable_as_store_error
+    async def put_node_stats(self, node_id: str, stats: str) -> None:
+        await self._redis.hset(self._keys.node_stats(), node_id, stats)
+
+    @_unavailable_as_store_error
+    async def node_stats(self, node_ids: Sequence[str]) -> dict[str, str]:
+        if not node_ids:
+            return {}
+        values = await self._redis.hmget(self._keys.node_stats(), list(node_ids))
+        return {n: _text(v) for n, v in zip(node_ids, values, strict=True) if v is not None}
+
+    @_unavailable_as_store_error
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         # SET NX is atomic on its own; PX frees the claim if the claimer dies mid-purge.
         claimed = await self._redis.set(self._keys.node_cleanup(node_id), "1", nx=True, px=ttl_ms)
@@ -862,6 +887,7 @@ class RedisStore:
         # The cleanup claim is left to expire: it keeps a slower peer that also saw the
         # node expire from purging it a second time.
         await self._redis.zrem(self._keys.nodes(), node_id)
+        await self._redis.hdel(self._keys.node_stats(), node_id)
 
     # -- message logs ------------------------------------------------------------------
 
