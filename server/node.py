@@ -92,14 +92,6 @@ class Node:
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
 
-    async def append_and_publish(
-        self, log_name: str, entry_tail: str, channels: list[str], event: str, skip_sid: str = ""
-    ) -> int:
-        """Store an activity in a log and emit it as ``event`` on ``channels``, atomically."""
-        head, tail = event_packet_parts(event)
-        fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
-        return await self.store.append(log_name, entry_tail, fanouts)
-
     async def append_entry(
         self,
         log_name: str,
@@ -109,27 +101,14 @@ class Node:
         skip_sid: str = "",
         dedupe: Dedupe | None = None,
     ) -> Appended:
-        """``append_and_publish`` (or ``append_once`` with ``dedupe``), returning the seq
-        with the log's epoch."""
+        """Store an activity in a log and emit it as ``event`` on ``channels``, atomically;
+        with ``dedupe``, only if it was not done already under ``dedupe.key``. Returns the
+        seq with the log's epoch."""
+        head, tail = event_packet_parts(event)
+        fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
         if dedupe is not None:
-            return await self.append_once(log_name, entry_tail, channels, event, skip_sid, dedupe)
-        head, tail = event_packet_parts(event)
-        fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
+            return await self.store.append_once(log_name, entry_tail, fanouts, dedupe)
         return await self.store.append_entry(log_name, entry_tail, fanouts)
-
-    async def append_once(
-        self,
-        log_name: str,
-        entry_tail: str,
-        channels: list[str],
-        event: str,
-        skip_sid: str,
-        dedupe: Dedupe,
-    ) -> Appended:
-        """``append_and_publish`` unless it was done already under ``dedupe.key``."""
-        head, tail = event_packet_parts(event)
-        fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
-        return await self.store.append_once(log_name, entry_tail, fanouts, dedupe)
 
     async def close(self) -> None:
         await self.sio.engine.stop_pinging()
