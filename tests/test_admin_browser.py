@@ -23,17 +23,17 @@ import pytest
 import socketio
 
 from tests.browser_fixtures import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    TIMEOUT_MS,
     Node,
     artifacts_dir,
     free_port,
     require_browser_tools,
 )
 
+pytest_plugins = ["tests.browser_fixtures"]  # the browser fixture
+
 KEY = "admin-test-key"
 NO_RATE_YET = "\u2013"  # what the page shows before it has two samples (an en dash)
-TIMEOUT_MS = 15_000
 USERS = ("alice", "bob", "carol")
 
 
@@ -95,20 +95,6 @@ class Chatters:
             self.talker.result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser_tools()
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture

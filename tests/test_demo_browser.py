@@ -22,30 +22,16 @@ from typing import Any
 import pytest
 
 from tests.browser_fixtures import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    TIMEOUT_MS,
     Node,
     artifacts_dir,
     free_port,
     require_browser_tools,
 )
 
+pytest_plugins = ["tests.browser_fixtures"]  # the browser fixture
+
 XSS = "<img src=x onerror=alert(1)>"
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser_tools()
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
