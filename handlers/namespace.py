@@ -17,7 +17,7 @@ from core import expiry, pushes, sessions
 from core.errors import BadRequest, Forbidden, Unavailable
 from server.hub import Session
 from server.node import Node
-from server.wire import NAMESPACE
+from server.wire import NAMESPACE, Json
 
 from .events import EVENTS
 from .validation import encodable, request_object
@@ -73,6 +73,16 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         reply = await self._reply(event, session, payload)
         # The event name is the client's text; a lone surrogate in it could not be sent.
         await self.node.send(session, "gn_" + encodable(event), reply)
+        return reply
+
+    async def answer(self, event: str, sid: str, payload: Any) -> str:
+        """``on_event`` for server/fastpath.py: the reply as JSON, encoded once for
+        both ``gn_<event>`` and the ack."""
+        session = self.node.hub.sessions.get(sid)
+        if session is None:
+            return Json.dumps({"status_code": 400, "data": "not connected"})
+        reply = Json.dumps(await self._reply(event, session, payload))
+        await self.node.send_json(session, "gn_" + encodable(event), reply)
         return reply
 
     async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
