@@ -39,6 +39,7 @@ from .hub import Link
 from .lean import LeanSocket, open_lean_session, ping_forever, small_environ
 from .polling import PollingSocket, Probe
 from .ratelimit import TokenBucket
+from .sio_manager import DirectDisconnectManager
 from .wire import NAMESPACE, Json
 
 log = logging.getLogger("dino.transport")
@@ -209,6 +210,7 @@ def create_socket_server(
     sio = DinoSocketServer(
         async_mode="tornado",
         json=Json,
+        client_manager=DirectDisconnectManager(),
         # One event at a time per connection: a client's messages get sequence numbers
         # in the order it sent them.
         async_handlers=False,
