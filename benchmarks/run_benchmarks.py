@@ -180,6 +180,8 @@ def run_one(
 
 # -- BENCHMARKS.md -----------------------------------------------------------
 
+HAND_RUN_MARK = "<!-- sections below: other scripts, kept by run_benchmarks.py -->"
+
 
 def machine() -> list[str]:
     model = "unknown"
@@ -394,7 +396,11 @@ def main() -> int:
                 results.setdefault(sc.name, []).append(old)
     for rows in results.values():
         rows.sort(key=lambda r: TARGETS.index(r["bench"]["target"]))
-    Path(args.out).write_text(markdown(results, args.quick) + "\n")
+    # Sections written by hand from other scripts (below HAND_RUN_MARK) are kept.
+    out = Path(args.out)
+    previous = out.read_text() if out.exists() else ""
+    kept = previous[previous.index(HAND_RUN_MARK) :] if HAND_RUN_MARK in previous else ""
+    out.write_text(markdown(results, args.quick) + "\n" + (f"\n{kept}" if kept else ""))
     print(f"\nwrote {args.out}")
     return 1 if failed else 0
 

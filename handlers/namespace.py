@@ -9,6 +9,7 @@ the rest, with the traceback in the log and nothing internal in the reply.
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 from typing import Any
 
 import socketio
@@ -16,6 +17,7 @@ import socketio
 from core import expiry, pushes, sessions
 from core.errors import BadRequest, Forbidden, Unavailable
 from server.hub import Session
+from server.metrics import UNKNOWN_EVENT
 from server.node import Node
 from server.wire import NAMESPACE, Json
 
@@ -70,29 +72,46 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         session = self.node.hub.sessions.get(sid)
         if session is None:  # raced with its own disconnect
             return {"status_code": 400, "data": "not connected"}
-        reply = await self._reply(event, session, payload)
-        # The event name is the client's text; a lone surrogate in it could not be sent.
-        await self.node.send(session, "gn_" + encodable(event), reply)
-        return reply
+        return (await self._answer(event, session, payload))[0]
 
     async def answer(self, event: str, sid: str, payload: Any) -> str:
-        """``on_event`` for server/fastpath.py: the reply as JSON, encoded once for
-        both ``gn_<event>`` and the ack."""
+        """``on_event`` for server/fastpath.py: the reply's JSON, encoded once for both
+        ``gn_<event>`` and the ack."""
         session = self.node.hub.sessions.get(sid)
-        if session is None:
+        if session is None:  # raced with its own disconnect
             return Json.dumps({"status_code": 400, "data": "not connected"})
-        reply = Json.dumps(await self._reply(event, session, payload))
-        await self.node.send_json(session, "gn_" + encodable(event), reply)
-        return reply
+        return (await self._answer(event, session, payload))[1]
+
+    async def _answer(self, event: str, session: Session, payload: Any) -> tuple[Reply, str]:
+        """Handle the event, send ``gn_<event>``; the reply and its JSON."""
+        sid = session.sid
+        metrics, busy = self.node.metrics, self.node.status.busy
+        started = perf_counter() if metrics.enabled else 0.0
+        busy.add(sid)  # a draining node closes this connection only after the reply
+        try:
+            reply = await self._reply(event, session, payload)
+            text = Json.dumps(reply)
+            # The event name is the client's text; a lone surrogate in it could not be sent.
+            await self.node.send_json(session, "gn_" + encodable(event), text)
+        finally:
+            busy.discard(sid)
+        metrics.count_event(
+            event if event in EVENTS else UNKNOWN_EVENT,
+            reply["status_code"],
+            perf_counter() - started if metrics.enabled else None,
+        )
+        return reply, text
 
     async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
         handler = EVENTS.get(event)
         member = session.member
         try:
             if session.bucket is not None and not session.bucket.take():
+                self.node.metrics.rate_limited += 1
                 rate = self.node.settings.max_events_per_second
                 raise BadRequest(f"too many requests: at most {rate:g} events per second")
             if member is not None and not self.node.limits.events.take(member.id):
+                self.node.metrics.rate_limited += 1
                 rate = self.node.settings.max_user_events_per_second
                 raise BadRequest(
                     f"too many requests: at most {rate:g} events per second per user"

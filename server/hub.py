@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from engineio import packet as eio_packet
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -103,6 +104,8 @@ class Hub:
         self._listeners: dict[str, set[str]] = {}  # channel -> sids
         self._subscribing: dict[str, asyncio.Future[None]] = {}  # channel -> in flight
         self.stats = HubStats()
+        # Told how long each fan-out took (server/metrics.py); None: not measured.
+        self.observe_fanout: Callable[[float], None] | None = None
         self.on_control: Control = lambda op, channel, sids: None
 
     # -- sessions ----------------------------------------------------------------------
@@ -171,6 +174,8 @@ class Hub:
         self.stats.published += 1
         if not listeners:
             return
+        observe = self.observe_fanout
+        started = perf_counter() if observe is not None else 0.0
         skip, text = open_envelope(payload)
         control = skip[:1] == CONTROL_MARK
         if control:
@@ -196,3 +201,5 @@ class Hub:
         self.stats.delivered += delivered
         if control:
             self.on_control(skip[1:], channel, targets)
+        if observe is not None:
+            observe(perf_counter() - started)

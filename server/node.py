@@ -26,6 +26,7 @@ from .auth import Authenticator, make_authenticator
 from .broker import RedisBroker
 from .gaps import MAX_REPAIR
 from .hub import Hub, Session
+from .metrics import NodeMetrics
 from .outage import OutageLog
 from .quotas import UserLimits
 from .redis_clients import (
@@ -36,6 +37,7 @@ from .redis_clients import (
 )
 from .settings import Settings
 from .sharded_broker import ShardedRedisBroker
+from .status import NodeStatus
 from .transport import DinoSocketServer, create_socket_server
 from .wire import Json, control_envelope, envelope, event_packet, event_packet_parts
 
@@ -55,6 +57,8 @@ class Node:
     unfinished_drops: set[str] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     limits: UserLimits = field(default_factory=UserLimits)  # per-user rates and quotas
+    metrics: NodeMetrics = field(default_factory=NodeMetrics)
+    status: NodeStatus = field(default_factory=NodeStatus)
 
     async def send(self, session: Session, event: str, data: object) -> None:
         """Emit ``event`` to one session, on the same ordered path as room deliveries."""
@@ -133,7 +137,9 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         max_connections_per_address=settings.max_connections_per_address,
     )
     outage = OutageLog()
+    metrics = NodeMetrics(enabled=settings.metrics)
     hub = Hub(sio.engine.enqueue, sio.engine.links)
+    hub.observe_fanout = metrics.observe_fanout
     store: Store
     if settings.backend != "memory":
         keys = KeySchema(settings.redis_prefix)
@@ -161,7 +167,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
             hub.broker = RedisBroker(client, keys, hub.deliver, read_missed, outage)
     else:
         store = MemoryStore(settings.history_size, hub.deliver)
-    return Node(
+    node = Node(
         settings=settings,
         node_id=node_id,
         sio=sio,
@@ -170,4 +176,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         auth=make_authenticator(settings.auth, settings.jwt_secret, settings.jwt_require_exp),
         outage=outage,
         limits=UserLimits.from_settings(settings),
+        metrics=metrics,
     )
+    metrics.watch(node)
+    return node

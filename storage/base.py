@@ -295,12 +295,25 @@ class Store(Protocol):
         need not agree."""
         ...
 
+    async def live_nodes(self) -> list[str]:
+        """Registered nodes whose lease has not run out (this one included), sorted."""
+        ...
+
+    async def put_node_stats(self, node_id: str, stats: str) -> None:
+        """Replace the node's published counters (JSON text, for the admin page)."""
+        ...
+
+    async def node_stats(self, node_ids: Sequence[str]) -> dict[str, str]:
+        """The published counters of those of ``node_ids`` that have any."""
+        ...
+
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         """True for exactly one caller per ``ttl_ms`` window: that caller purges the node."""
         ...
 
     async def forget_node(self, node_id: str) -> None:
-        """Remove the node from the registry (after its sessions were dropped).
+        """Remove the node from the registry (after its sessions were dropped), and its
+        published counters.
 
         A cleanup claim on the node stays until its ttl ends, so a slower peer that saw
         the node expire does not purge it again."""

@@ -140,6 +140,10 @@ class KeySchema:
         """set: session ids registered on the node (purged when its lease runs out)."""
         return self._key("node:" + node_id, "sessions_of_node")
 
+    def node_stats(self) -> str:
+        """hash: node id -> JSON of its headline numbers, every heartbeat (admin page)."""
+        return self._key("nodes", "stats")
+
     def node_cleanup(self, node_id: str) -> str:
         """string with PX ttl: lock held by the one node purging a dead node."""
         return self._key("node:" + node_id, "cleanup")

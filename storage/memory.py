@@ -84,6 +84,7 @@ class MemoryStore:
         self._sessions: dict[str, _Session] = {}
         self._node_sessions: dict[str, set[str]] = {}
         self._leases: dict[str, float] = {}  # node id -> expiry, time.monotonic()
+        self._node_stats: dict[str, str] = {}  # node id -> JSON counters
         self._cleanup_locks: dict[str, float] = {}  # node id -> lock expiry
         self._logs: dict[str, _Log] = {}
         self._users: dict[str, _User] = {}
@@ -341,6 +342,16 @@ class MemoryStore:
         now = time.monotonic()
         return sorted(node_id for node_id, expiry in self._leases.items() if expiry <= now)
 
+    async def live_nodes(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(node_id for node_id, expiry in self._leases.items() if expiry > now)
+
+    async def put_node_stats(self, node_id: str, stats: str) -> None:
+        self._node_stats[node_id] = stats
+
+    async def node_stats(self, node_ids: Sequence[str]) -> dict[str, str]:
+        return {n: self._node_stats[n] for n in node_ids if n in self._node_stats}
+
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         now = time.monotonic()
         held_until = self._cleanup_locks.get(node_id)
@@ -351,6 +362,7 @@ class MemoryStore:
 
     async def forget_node(self, node_id: str) -> None:
         self._leases.pop(node_id, None)
+        self._node_stats.pop(node_id, None)
 
     # -- message logs ------------------------------------------------------------------
 

@@ -207,6 +207,14 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return {s[1], s[2]}
 """
 
+# KEYS: session_info, session_rooms.  ARGV: room_id
+# 1 if the session is registered, not being dropped, and still has the room in its set.
+_STILL_JOINING = """
+local s = redis.call('HMGET', KEYS[1], 'uid', 'dropping')
+if not s[1] or s[2] then return 0 end
+return redis.call('SISMEMBER', KEYS[2], ARGV[1])
+"""
+
 # KEYS: room_info, room_sessions, room_counts, room_users.  ARGV: sid, uid, name
 # Returns -1 for an unknown room, 1 if the user entered the room, 0 otherwise.
 _JOIN_ROOM = """
@@ -276,6 +284,14 @@ _EXPIRED_NODES = (
     _LUA_NOW_MS
     + """
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
+"""
+)
+
+# KEYS: nodes
+_LIVE_NODES = (
+    _LUA_NOW_MS
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now_ms(), '+inf')
 """
 )
 
@@ -450,10 +466,12 @@ class RedisStore:
         self._rename_in_room = register(_RENAME_IN_ROOM)
         self._join_session = register(_JOIN_SESSION)
         self._join_room = register(_JOIN_ROOM)
+        self._still_joining = register(_STILL_JOINING)
         self._leave_room = register(_LEAVE_ROOM)
         self._drop_session_begin = register(_DROP_SESSION_BEGIN)
         self._renew_lease = register(_RENEW_LEASE)
         self._expired_nodes = register(_EXPIRED_NODES)
+        self._live_nodes = register(_LIVE_NODES)
         self._append = register(_APPEND)
         self._set_role = register(_SET_ROLE)
         self._impose = register(_IMPOSE)
@@ -733,24 +751,26 @@ class RedisStore:
         if joined < 0:  # unknown room
             await self._redis.srem(k.session_rooms(sid), room_id)
             return False
-        # A drop that began after our first step left the rooms it read, perhaps before
-        # our presence was written: if the session is being dropped now, back out. (A drop
-        # beginning after this check reads this room from the set and leaves it itself.)
-        uid_now, dropping = await self._redis.hmget(k.session_info(sid), ["uid", "dropping"])
-        if uid_now is None or dropping is not None:
+        # A drop that began after our first step left the rooms it read, and a leave of
+        # this room took it out of the set, perhaps before our presence was written: if
+        # either happened, back out. (One beginning after this check undoes our presence
+        # itself: a drop reads the room from the set, a leave re-checks the presence.)
+        if not await self._still_joining(keys=session_keys, args=[room_id]):
             await self._leave_room(keys=presence, args=[sid])
             return False
         return joined == 1
 
     @_unavailable_as_store_error
     async def leave_room(self, room_id: str, sid: str) -> bool:
+        # Presence first, then the session's set (a crash in between keeps the set a
+        # superset), then presence again: a join of the same room that wrote its presence
+        # in between, after its own check, would otherwise stay without a set entry.
         k = self._keys
-        left = await self._leave_room(
-            keys=[k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)],
-            args=[sid],
-        )
+        presence = [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)]
+        left = await self._leave_room(keys=presence, args=[sid])
         await self._redis.srem(k.session_rooms(sid), room_id)
-        return bool(left)
+        left_again = await self._leave_room(keys=presence, args=[sid])
+        return bool(left or left_again)
 
     @_unavailable_as_store_error
     async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
@@ -841,6 +861,22 @@ class RedisStore:
         return sorted(_text(node_id) for node_id in reply)
 
     @_unavailable_as_store_error
+    async def live_nodes(self) -> list[str]:
+        reply = await self._live_nodes(keys=[self._keys.nodes()])
+        return sorted(_text(node_id) for node_id in reply)
+
+    @_unavailable_as_store_error
+    async def put_node_stats(self, node_id: str, stats: str) -> None:
+        await self._redis.hset(self._keys.node_stats(), node_id, stats)
+
+    @_unavailable_as_store_error
+    async def node_stats(self, node_ids: Sequence[str]) -> dict[str, str]:
+        if not node_ids:
+            return {}
+        values = await self._redis.hmget(self._keys.node_stats(), list(node_ids))
+        return {n: _text(v) for n, v in zip(node_ids, values, strict=True) if v is not None}
+
+    @_unavailable_as_store_error
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         # SET NX is atomic on its own; PX frees the claim if the claimer dies mid-purge.
         claimed = await self._redis.set(self._keys.node_cleanup(node_id), "1", nx=True, px=ttl_ms)
@@ -851,6 +887,7 @@ class RedisStore:
         # The cleanup claim is left to expire: it keeps a slower peer that also saw the
         # node expire from purging it a second time.
         await self._redis.zrem(self._keys.nodes(), node_id)
+        await self._redis.hdel(self._keys.node_stats(), node_id)
 
     # -- message logs ------------------------------------------------------------------
 

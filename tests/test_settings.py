@@ -75,6 +75,9 @@ def test_every_flag():
         "--log-level", "debug",
         "--compression",
         "--cors-origins", "https://a.example, https://b.example ,",
+        "--log-format", "json",
+        "--no-metrics",
+        "--drain-timeout", "5",
     )  # fmt: skip
     assert settings == Settings(
         host="127.0.0.1",
@@ -95,6 +98,9 @@ def test_every_flag():
         lease_ttl=3.0,
         heartbeat_interval=0.5,
         log_level="DEBUG",  # upper-cased by the parser
+        log_format="json",
+        metrics=False,
+        drain_timeout=5.0,
         compression=True,
         cors_origins=("https://a.example", "https://b.example"),
     )
@@ -123,6 +129,9 @@ def test_every_option_has_an_environment_variable():
         "DINO_LOG_LEVEL": "WARNING",
         "DINO_COMPRESSION": "yes",
         "DINO_CORS_ORIGINS": "*",
+        "DINO_LOG_FORMAT": "json",
+        "DINO_METRICS": "0",
+        "DINO_DRAIN_TIMEOUT": "12.5",
         "DINO_CONNECT_TIMEOUT": "7",
         "DINO_HEADER_TIMEOUT": "8",
         "DINO_MAX_CONNECTIONS": "100",
@@ -160,6 +169,9 @@ def test_every_option_has_an_environment_variable():
         log_level="WARNING",
         compression=True,
         cors_origins=("*",),
+        log_format="json",
+        metrics=False,
+        drain_timeout=12.5,
         connect_timeout=7.0,
         header_timeout=8.0,
         max_connections=100,

@@ -434,6 +434,28 @@ async def test_lease_expires_and_renewal_revives(store: Store) -> None:
     assert await store.expired_nodes() == []
 
 
+async def test_live_nodes_are_those_with_a_running_lease(store: Store) -> None:
+    assert await store.live_nodes() == []
+    await store.renew_lease("short", 50)
+    await store.renew_lease("long", 60_000)
+    assert await store.live_nodes() == ["long", "short"]
+    await asyncio.sleep(0.15)
+    assert await store.live_nodes() == ["long"]
+    await store.forget_node("long")  # a goodbye: gone at once, not after the lease
+    assert await store.live_nodes() == []
+
+
+async def test_node_stats_are_replaced_and_forgotten_with_the_node(store: Store) -> None:
+    assert await store.node_stats(["a", "b"]) == {}
+    await store.put_node_stats("a", '{"sessions": 1}')
+    await store.put_node_stats("a", '{"sessions": 2}')
+    await store.put_node_stats("b", "{}")
+    assert await store.node_stats(["a", "b", "c"]) == {"a": '{"sessions": 2}', "b": "{}"}
+    assert await store.node_stats([]) == {}
+    await store.forget_node("a")
+    assert await store.node_stats(["a", "b"]) == {"b": "{}"}
+
+
 async def test_registering_again_renames_the_user_in_its_rooms(store: Store) -> None:
     room_id = await new_room(store)
     await store.register_session("s1", ALICE, "node-a")
@@ -846,3 +868,19 @@ async def test_concurrent_renames_agree_everywhere(store: Store) -> None:
     for i in range(10):  # and every losing name too
         if f"name {i}" != room.name:
             assert await store.rename_room(other, f"name {i}") is not None
+
+
+async def test_racing_joins_leaves_and_drops_leave_no_ghost(store: Store) -> None:
+    """A join racing a leave or a drop of the same session ends with the session either
+    in the room and in its room set, or in neither: a drop then cleans everything."""
+    room_id = await new_room(store)
+    await store.register_session("a0", ALICE, "n1")
+    for _ in range(20):
+        await asyncio.gather(store.join_room(room_id, "a0"), store.leave_room(room_id, "a0"))
+        await asyncio.gather(store.leave_room(room_id, "a0"), store.join_room(room_id, "a0"))
+    await store.drop_session("a0")
+    for i in range(20):
+        await store.register_session(f"b{i}", BOB, "n1")
+        await asyncio.gather(store.join_room(room_id, f"b{i}"), store.drop_session(f"b{i}"))
+    assert await store.room_members(room_id) == []
+    assert await store.node_sessions("n1") == []
