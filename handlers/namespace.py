@@ -19,7 +19,7 @@ from core.errors import BadRequest, Forbidden, Unavailable
 from server.hub import Session
 from server.metrics import UNKNOWN_EVENT
 from server.node import Node
-from server.wire import NAMESPACE
+from server.wire import NAMESPACE, Json
 
 from .events import EVENTS
 from .validation import encodable, request_object
@@ -72,13 +72,27 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         session = self.node.hub.sessions.get(sid)
         if session is None:  # raced with its own disconnect
             return {"status_code": 400, "data": "not connected"}
+        return (await self._answer(event, session, payload))[0]
+
+    async def answer(self, event: str, sid: str, payload: Any) -> str:
+        """``on_event`` for server/fastpath.py: the reply's JSON, encoded once for both
+        ``gn_<event>`` and the ack."""
+        session = self.node.hub.sessions.get(sid)
+        if session is None:  # raced with its own disconnect
+            return Json.dumps({"status_code": 400, "data": "not connected"})
+        return (await self._answer(event, session, payload))[1]
+
+    async def _answer(self, event: str, session: Session, payload: Any) -> tuple[Reply, str]:
+        """Handle the event, send ``gn_<event>``; the reply and its JSON."""
+        sid = session.sid
         metrics, busy = self.node.metrics, self.node.status.busy
         started = perf_counter() if metrics.enabled else 0.0
         busy.add(sid)  # a draining node closes this connection only after the reply
         try:
             reply = await self._reply(event, session, payload)
+            text = Json.dumps(reply)
             # The event name is the client's text; a lone surrogate in it could not be sent.
-            await self.node.send(session, "gn_" + encodable(event), reply)
+            await self.node.send_json(session, "gn_" + encodable(event), text)
         finally:
             busy.discard(sid)
         metrics.count_event(
@@ -86,7 +100,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             reply["status_code"],
             perf_counter() - started if metrics.enabled else None,
         )
-        return reply
+        return reply, text
 
     async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
         handler = EVENTS.get(event)

@@ -1,4 +1,4 @@
-"""Command line: ``python -m loadtest {chat,idle,churn,direct,api} [options]``.
+"""Command line: ``python -m loadtest {chat,idle,churn,storm,direct,api} [options]``.
 
 Exit status: 0 when every step succeeded and nothing was lost, duplicated or
 out of order; 1 when anything was; 2 for bad arguments or an aborted run.
@@ -16,7 +16,7 @@ from typing import Any
 from loadtest import report
 from loadtest.harness import CommonConfig, Harness
 from loadtest.procstat import raise_fd_limit
-from loadtest.scenarios import api, chat, churn, direct, idle
+from loadtest.scenarios import api, chat, churn, direct, idle, storm
 
 DEFAULT_URL = "http://127.0.0.1:5210"
 EPILOG = """\
@@ -30,6 +30,8 @@ examples:
     python -m loadtest idle --clients 10000 --room-size 100 --duration 60 --server-pid PID
   churn: 50 connect+login+join+leave+disconnect cycles per second for 20 s
     python -m loadtest churn --rate 50 --duration 20 --server-pid PID
+  storm: 10,000 clients connect, log in and join rooms of 10 as fast as they can
+    python -m loadtest storm --clients 10000 --room-size 10 --concurrency 1000 --server-pid PID
   direct: 50 user pairs, 100 direct messages/s
     python -m loadtest direct --pairs 50 --rate 100 --duration 10
   api: a backend notifies 500 logged-in users, 2,000 POST /api/v1/messages per second
@@ -215,6 +217,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="cycles running at once at most (default %(default)s)",
     )
 
+    p = sub.add_parser(
+        "storm",
+        parents=[common],
+        help="N clients connect, log in and join as fast as they can (a reconnect storm)",
+    )
+    p.add_argument(
+        "--clients", type=_positive_int, default=1000, help="storming clients (default %(default)s)"
+    )
+    p.add_argument(
+        "--room-size",
+        type=_positive_int,
+        default=10,
+        help="clients per room; rooms are created before the storm (default %(default)s)",
+    )
+
     p = sub.add_parser("direct", parents=[common], help="user-to-user messages between fixed pairs")
     p.add_argument(
         "--pairs",
@@ -292,6 +309,9 @@ def scenario_of(args: argparse.Namespace) -> tuple[Any, ScenarioRun, int]:
     if args.scenario == "churn":
         c = churn.ChurnConfig(args.rate, args.duration, args.rooms, args.max_inflight)
         return c, churn.run, args.max_inflight + 1
+    if args.scenario == "storm":
+        c = storm.StormConfig(args.clients, args.room_size)
+        return c, storm.run, args.clients + -(-args.clients // args.room_size)
     if args.scenario == "api":
         c = api.ApiConfig(
             args.users,

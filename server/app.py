@@ -46,7 +46,9 @@ class HealthHandler(tornado.web.RequestHandler):
 
 def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
     node.hub.on_control = functools.partial(control.apply, node)
-    node.sio.register_namespace(ChatNamespace(node))
+    namespace = ChatNamespace(node)
+    node.sio.register_namespace(namespace)
+    node.sio.answerer = namespace
     return tornado.web.Application(
         [
             (

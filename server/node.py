@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
-from engineio import packet as eio_packet
 from redis.asyncio.cluster import RedisCluster
 
 from storage.base import Appended, Dedupe, Fanout, Store
@@ -62,10 +61,11 @@ class Node:
 
     async def send(self, session: Session, event: str, data: object) -> None:
         """Emit ``event`` to one session, on the same ordered path as room deliveries."""
-        text = event_packet(event, Json.dumps(data))
-        await self.sio.engine.send_packet(
-            session.eio_sid, eio_packet.Packet(eio_packet.MESSAGE, text)
-        )
+        await self.send_json(session, event, Json.dumps(data))
+
+    async def send_json(self, session: Session, event: str, data_json: str) -> None:
+        """``send`` for data already encoded as JSON."""
+        self.sio.engine.enqueue_text(session.eio_sid, event_packet(event, data_json))
 
     async def publish(self, channel: str, event: str, data: object, skip_sid: str = "") -> None:
         """Emit ``event`` to every listener of ``channel`` on every node."""

@@ -34,10 +34,12 @@ from socketio import packet as sio_packet
 
 from .edge import ConnectionCaps, EdgeStats
 from .eio_session import EngineSession
+from .fastpath import Answerer, ack_packet, parse_event
 from .hub import Link
 from .lean import LeanSocket, open_lean_session, ping_forever, small_environ
 from .polling import PollingSocket, Probe
 from .ratelimit import TokenBucket
+from .sio_manager import DirectDisconnectManager
 from .wire import NAMESPACE, Json
 
 log = logging.getLogger("dino.transport")
@@ -78,6 +80,10 @@ class DirectEngineServer(engineio.AsyncServer):  # type: ignore[misc]
 
     async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
         self.enqueue(sid, pkt)
+
+    def enqueue_text(self, sid: str, socketio_packet: str) -> bool:
+        """``enqueue`` for a socket.io packet already encoded."""
+        return self.enqueue(sid, eio_packet.Packet(eio_packet.MESSAGE, socketio_packet))
 
     def enqueue(self, sid: str, pkt: eio_packet.Packet) -> bool:
         """Send ``pkt`` on the session's transport; False if there is no open session."""
@@ -157,6 +163,10 @@ class DirectEngineServer(engineio.AsyncServer):  # type: ignore[misc]
 
 
 class DinoSocketServer(socketio.AsyncServer):  # type: ignore[misc]
+    # Answers plain events on dino's namespace without python-socketio's layers
+    # (server/fastpath.py); set by the composition once the namespace exists.
+    answerer: Answerer | None = None
+
     def _engineio_server_class(self) -> type[DirectEngineServer]:
         return DirectEngineServer
 
@@ -200,6 +210,7 @@ def create_socket_server(
     sio = DinoSocketServer(
         async_mode="tornado",
         json=Json,
+        client_manager=DirectDisconnectManager(),
         # One event at a time per connection: a client's messages get sequence numbers
         # in the order it sent them.
         async_handlers=False,
@@ -246,6 +257,7 @@ def _guarded_messages(
     Event handlers catch their own errors (server/namespace.py)."""
     handle = sio._handle_eio_message
     engine = sio.engine
+    manager = sio.manager
 
     async def handle_or_close(eio_sid: str, data: str | bytes) -> None:
         sock = engine.sockets.get(eio_sid)
@@ -267,6 +279,17 @@ def _guarded_messages(
             await sock.close(abort=False, reason=engine.reason.SERVER_DISCONNECT)
             return
         try:
+            answerer = sio.answerer
+            if kind == "2" and answerer is not None:
+                event = parse_event(data)
+                if event is not None:
+                    sid = manager.sid_from_eio_sid(eio_sid, NAMESPACE)
+                    if sid is not None and manager.is_connected(sid, NAMESPACE):
+                        ack, name, payload = event
+                        reply = await answerer.answer(name, sid, payload)
+                        if ack is not None:
+                            engine.enqueue_text(eio_sid, ack_packet(ack, reply))
+                        return
             await handle(eio_sid, data)
         except Exception as exc:
             engine.edge.offence(

@@ -79,6 +79,32 @@ def test_churn_smoke_one_node(dino: servers.Server, tmp_path: Path) -> None:
     assert {s["name"]: s["ok"] for s in result["steps"]}["cycle"] == 20
 
 
+def test_storm_smoke_one_node(dino: servers.Server, tmp_path: Path) -> None:
+    args = ["storm", "--url", dino.url, "--clients", "60", "--room-size", "10"]
+    rc, result, out = run_tool(
+        tmp_path, *args, "--concurrency", "30", "--server-pid", str(dino.pid)
+    )
+    assert rc == 0, out
+    assert_clean(result)
+    ok = {s["name"]: s["ok"] for s in result["steps"]}
+    # 6 room owners plus 60 storming clients connect and log in; the 60 join
+    assert ok["connect"] == ok["login"] == 66
+    assert ok["create"] == 6
+    assert ok["join"] == ok["joined"] == 60
+    assert result["extra"]["joined"] == 60
+    assert result["extra"]["server_cpu_us_per_connect_login_join"] > 0
+
+
+async def test_storm_smoke_two_nodes(cluster: list[servers.Server], tmp_path: Path) -> None:
+    urls = [a for n in cluster for a in ("--url", n.url)]
+    args = ["storm", *urls, "--clients", "40", "--room-size", "5"]
+    rc, result, out = await asyncio.to_thread(run_tool, tmp_path, *args)
+    assert rc == 0, out
+    assert_clean(result)
+    ok = {s["name"]: s["ok"] for s in result["steps"]}
+    assert ok["join"] == ok["joined"] == 40
+
+
 async def test_chat_smoke_two_nodes(cluster: list[servers.Server], tmp_path: Path) -> None:
     args = [*chat_args(*(n.url for n in cluster)), "--duration", "3"]
     rc, result, out = await asyncio.to_thread(run_tool, tmp_path, *args)
