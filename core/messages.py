@@ -12,7 +12,7 @@ from server.node import Node
 from server.wire import activity_tail
 from storage.base import Dedupe, Member
 
-from . import pushes
+from . import events, pushes
 from .errors import BadRequest
 from .names import conversation_log, room_channel, room_log, user_channel
 from .rooms import get_room, require_admission
@@ -63,11 +63,16 @@ async def send(
     kind = object_type or ("group" if target.kind == "room" else "private")
     message = pushes.message(str(uuid.uuid4()), sender, target.kind, target.id, content, kind)
     tail = activity_tail(message)
+    event = events.message_sent(node, message, log)
     if idempotency_key is None:
-        seq = await node.append_and_publish(log, tail, channels, pushes.MESSAGE_EVENT, skip)
+        seq = await node.append_and_publish(
+            log, tail, channels, pushes.MESSAGE_EVENT, skip, stream_event=event
+        )
         return {"seq": seq, **message}
     dedupe = Dedupe(f"{sender.id}\n{idempotency_key}", int(node.settings.idempotency_ttl * 1000))
-    appended = await node.append_once(log, tail, channels, pushes.MESSAGE_EVENT, skip, dedupe)
+    appended = await node.append_once(
+        log, tail, channels, pushes.MESSAGE_EVENT, skip, dedupe, stream_event=event
+    )
     if appended.original is not None:
         first: pushes.Activity = ujson.loads(appended.original)
         return first

@@ -12,7 +12,7 @@ from server.hub import Session
 from server.node import Node
 from storage.base import Member
 
-from . import pushes
+from . import events, pushes
 from .errors import BadRequest
 from .names import BROADCAST_CHANNEL, room_channel, user_channel
 
@@ -37,7 +37,8 @@ async def login(
             "as another user"
         )
     member = Member(identity.id, identity.name or identity.id)
-    await node.store.register_session(session.sid, member, node.node_id)
+    login_event = events.login(node, member, session.sid)
+    await node.store.register_session(session.sid, member, node.node_id, event=login_event)
     await node.hub.listen(user_channel(member.id), session.sid)
     session.member = member
     session.attributes = dict(identity.attributes)
@@ -63,7 +64,7 @@ async def disconnect(node: Node, session: Session) -> None:
 
 async def drop(node: Node, sid: str) -> None:
     """Remove a session cluster-wide and tell each room its user left entirely."""
-    for room_id, member in await node.store.drop_session(sid):
+    for room_id, member in await node.store.drop_session(sid, events=events.dropped(node)):
         await announce_left(node, member, room_id)
 
 
@@ -82,9 +83,12 @@ async def register_again(node: Node) -> None:
     for session in list(node.hub.sessions.values()):
         if session.member is None:
             continue
-        await node.store.register_session(session.sid, session.member, node.node_id)
+        member = session.member
+        login_event = events.login(node, member, session.sid)
+        await node.store.register_session(session.sid, member, node.node_id, event=login_event)
         for room_id in list(session.rooms):
-            if await node.store.join_room(room_id, session.sid):
+            joined = events.joined(node, member, room_id)
+            if await node.store.join_room(room_id, session.sid, event=joined):
                 await announce_joined(node, session.member, room_id, session.sid)
 
 

@@ -12,6 +12,7 @@ from tornado.netutil import bind_sockets
 
 from .app import make_app
 from .cluster import Cluster
+from .events_out import start_forwarders, stop_forwarders
 from .node import create_node
 from .settings import Settings
 
@@ -27,6 +28,7 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     node = await create_node(settings, node_id)
     cluster = Cluster(node)
     await cluster.start()
+    start_forwarders(node)
     server = HTTPServer(make_app(node, static_dir), xheaders=True)
     server.add_sockets(sockets)
     if settings.auth == "open":
@@ -51,5 +53,6 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     finally:
         log.info("stopping node %s", node_id)
         server.stop()
+        await stop_forwarders(node)
         await cluster.stop()
         await node.close()

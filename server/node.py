@@ -18,13 +18,16 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from core.names import room_log, room_of_channel
-from storage.base import Appended, Dedupe, Fanout, Store
+from storage.base import Appended, Dedupe, Event, Fanout, Store
+from storage.event_log import EventLog, MemoryEventLog
 from storage.keys import KeySchema
 from storage.memory import MemoryStore
+from storage.redis_events import RedisEventLog
 from storage.redis_store import RedisStore
 
 from .auth import Authenticator, make_authenticator
 from .broker import RedisBroker
+from .forwarder import Forwarder
 from .gaps import MAX_REPAIR
 from .hub import Hub, Session
 from .outage import OutageLog
@@ -44,6 +47,9 @@ class Node:
     store: Store
     auth: Authenticator
     outage: OutageLog
+    # The event stream's read side (None: --events-maxlen 0), for server/forwarder.py.
+    events: EventLog | None = None
+    forwarders: list[Forwarder] = field(default_factory=list)  # server/events_out.py
     # Sessions whose removal from the store failed (Redis down); retried by the cluster.
     unfinished_drops: set[str] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -81,12 +87,20 @@ class Node:
             log.error("background work failed", exc_info=task.exception())
 
     async def append_and_publish(
-        self, log_name: str, entry_tail: str, channels: list[str], event: str, skip_sid: str = ""
+        self,
+        log_name: str,
+        entry_tail: str,
+        channels: list[str],
+        event: str,
+        skip_sid: str = "",
+        *,
+        stream_event: Event | None = None,
     ) -> int:
-        """Store an activity in a log and emit it as ``event`` on ``channels``, atomically."""
+        """Store an activity in a log and emit it as ``event`` on ``channels``, atomically
+        (with ``stream_event`` added to the event stream out)."""
         head, tail = event_packet_parts(event)
         fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
-        return await self.store.append(log_name, entry_tail, fanouts)
+        return await self.store.append(log_name, entry_tail, fanouts, event=stream_event)
 
     async def append_once(
         self,
@@ -96,11 +110,15 @@ class Node:
         event: str,
         skip_sid: str,
         dedupe: Dedupe,
+        *,
+        stream_event: Event | None = None,
     ) -> Appended:
         """``append_and_publish`` unless it was done already under ``dedupe.key``."""
         head, tail = event_packet_parts(event)
         fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
-        return await self.store.append_once(log_name, entry_tail, fanouts, dedupe)
+        return await self.store.append_once(
+            log_name, entry_tail, fanouts, dedupe, event=stream_event
+        )
 
     async def close(self) -> None:
         await self.sio.engine.stop_pinging()
@@ -123,6 +141,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
     outage = OutageLog()
     hub = Hub(sio.engine.enqueue, sio.engine.links)
     store: Store
+    events: EventLog | None = None
     if settings.redis_url:
         # A burst (thousands of joins after a restart) waits for a free connection
         # instead of failing: redis-py's default pool raises past 100 connections.
@@ -139,7 +158,11 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         )
         client = aioredis.Redis.from_pool(pool)  # closing the client closes the pool
         keys = KeySchema(settings.redis_prefix)
-        redis_store = store = RedisStore(client, keys, settings.history_size)
+        redis_store = store = RedisStore(
+            client, keys, settings.history_size, events_maxlen=settings.events_maxlen
+        )
+        if settings.events_maxlen > 0:
+            events = RedisEventLog(client, keys)
 
         async def read_missed(channel: str, since: int) -> list[str]:
             log_name = room_log(room_of_channel(channel))
@@ -147,7 +170,12 @@ async def create_node(settings: Settings, node_id: str) -> Node:
 
         hub.broker = RedisBroker(client, keys, hub.deliver, read_missed, outage)
     else:
-        store = MemoryStore(settings.history_size, hub.deliver)
+        memory_events = MemoryEventLog(settings.events_maxlen)
+        if settings.events_maxlen > 0:
+            events = memory_events
+        store = MemoryStore(
+            settings.history_size, hub.deliver, memory_events if events is not None else None
+        )
     return Node(
         settings=settings,
         node_id=node_id,
@@ -156,4 +184,5 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         store=store,
         auth=make_authenticator(settings.auth, settings.jwt_secret),
         outage=outage,
+        events=events,
     )

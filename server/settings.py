@@ -37,6 +37,11 @@ class Settings:
     api_keys: tuple[str, ...] = ()  # () -> the HTTP API is off
     idempotency_ttl: float = 86_400.0  # seconds a client id / Idempotency-Key is remembered
     max_api_body_bytes: int = 1_048_576
+    # The event stream out (core/events.py): events kept (Redis: XADD MAXLEN ~); 0: off.
+    events_maxlen: int = 100_000
+    events_amqp_url: str = ""  # "": no RabbitMQ forwarding
+    events_amqp_exchange: str = "dino.events"
+    events_file: str = ""  # "": no JSON-lines file
 
     @property
     def backend(self) -> str:
@@ -66,6 +71,9 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("idempotency_ttl", float, "seconds a message's client id or Idempotency-Key is kept"),
     ("max_api_body_bytes", int, "largest HTTP API request body, bytes"),
+    ("events_maxlen", int, "events kept in the event stream (Redis: MAXLEN ~); 0: no stream"),
+    ("events_amqp_exchange", str, "RabbitMQ topic exchange the event stream goes to"),
+    ("events_file", str, "append every event to this JSON-lines file (one forwarder)"),
 )
 
 
@@ -115,6 +123,12 @@ def parse_settings(
         help="comma-separated keys for the HTTP API (several, to rotate them); empty: the "
         "API is off [DINO_API_KEYS]",
     )
+    parser.add_argument(
+        "--events-amqp-url",
+        default=None,  # read from the environment below: --help must not print passwords
+        help="forward the event stream to RabbitMQ at this amqp:// URL; empty: off "
+        "[DINO_EVENTS_AMQP_URL]",
+    )
     args = parser.parse_args(argv)
     if args.auth not in ("open", "jwt"):
         parser.error("--auth must be 'open' or 'jwt'")
@@ -125,6 +139,19 @@ def parse_settings(
     origins = tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
     raw_keys = args.api_keys if args.api_keys is not None else env.get("DINO_API_KEYS", "")
     api_keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
+    amqp_url = args.events_amqp_url
+    if amqp_url is None:
+        amqp_url = env.get("DINO_EVENTS_AMQP_URL", "")
+    if amqp_url and not amqp_url.startswith(("amqp://", "amqps://")):
+        parser.error("--events-amqp-url must start with amqp:// or amqps://")
+    if values["events_maxlen"] < 0:
+        parser.error("--events-maxlen must be 0 (off) or more")
+    if (amqp_url or values["events_file"]) and values["events_maxlen"] == 0:
+        parser.error("--events-amqp-url and --events-file need the stream (--events-maxlen > 0)")
     return Settings(
-        **values, compression=args.compression, cors_origins=origins, api_keys=api_keys
+        **values,
+        compression=args.compression,
+        cors_origins=origins,
+        api_keys=api_keys,
+        events_amqp_url=amqp_url,
     )

@@ -108,6 +108,22 @@ class KeySchema:
         (named by the key's SHA-256 hex digest, which has no ':', so names stay injective)."""
         return f"{self.prefix}log:{log}:dedupe:{key_digest}"
 
+    # -- the event stream out ----------------------------------------------------------
+
+    def events(self) -> str:
+        """stream: every change of state as an event (``core.events``), fields ``key`` (its
+        routing key) and ``event`` (its JSON). Capped near ``--events-maxlen``."""
+        return f"{self.prefix}events"
+
+    def events_lease(self, sink: str) -> str:
+        """string with PX ttl: id of the one node forwarding the stream to ``sink``."""
+        return f"{self.prefix}events:{sink}:lease"
+
+    def events_cursor(self, sink: str) -> str:
+        """hash: ``id``, ``position`` of the last event ``sink`` confirmed (forwarding
+        resumes after it)."""
+        return f"{self.prefix}events:{sink}:cursor"
+
     # -- pub/sub -----------------------------------------------------------------------
 
     def channel(self, name: str) -> str:

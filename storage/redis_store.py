@@ -25,6 +25,8 @@ import redis.exceptions
 from storage.base import (
     Appended,
     Dedupe,
+    DropEvents,
+    Event,
     Fanout,
     Member,
     Room,
@@ -64,9 +66,42 @@ local function leave(sessions_key, counts_key, users_key, sid)
 end
 """
 
-# KEYS: rooms, room_names, room_info, room_owners, room_acl.
-# ARGV: room_id, name, number of owners n, n (owner id, owner name) pairs, then acl pairs
-_CREATE_ROOM = """
+_LUA_EVENT = """
+-- Adds an encoded storage.base.Event ('' for none) to the stream, its holes filled from
+-- ``values``: XADD in the same script as the change, so no change is seen without its
+-- event. MAXLEN ~ trims whole stream nodes, which is cheap.
+local function add_event(stream, encoded, values)
+  if encoded == '' then return end
+  local f, start = {}, 1
+  while true do
+    local stop = string.find(encoded, '\1', start, true)
+    if not stop then f[#f + 1] = string.sub(encoded, start); break end
+    f[#f + 1] = string.sub(encoded, start, stop - 1)
+    start = stop + 1
+  end
+  -- f: maxlen, routing key, routing hole, part 0, then (hole, part) pairs
+  local out = {f[4]}
+  for i = 5, #f, 2 do
+    local name = f[i]
+    if string.sub(name, 1, 1) == '=' then
+      out[#out + 1] = tostring(values[string.sub(name, 2)])
+    elseif type(values[name]) == 'number' then
+      out[#out + 1] = tostring(values[name])
+    else
+      out[#out + 1] = cjson.encode(values[name])
+    end
+    out[#out + 1] = f[i + 1]
+  end
+  local routing = f[2]
+  if f[3] ~= '' then routing = routing .. values[f[3]] end
+  redis.call('XADD', stream, 'MAXLEN', '~', f[1], '*', 'key', routing, 'event', table.concat(out))
+end
+"""
+
+# KEYS: rooms, room_names, room_info, room_owners, room_acl, events.
+# ARGV: room_id, name, number of owners n, n (owner id, owner name) pairs, then acl pairs,
+# then the event
+_CREATE_ROOM = _LUA_EVENT + """
 local n = tonumber(ARGV[3])
 local existing = redis.call('HGET', KEYS[2], ARGV[2])
 if existing then
@@ -83,13 +118,14 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[3], 'name', ARGV[2], 'created', created)
 for i = 4, 3 + 2 * n, 2 do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i + 1]) end
-for i = 4 + 2 * n, #ARGV, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
+for i = 4 + 2 * n, #ARGV - 1, 2 do redis.call('HSET', KEYS[5], ARGV[i], ARGV[i + 1]) end
+add_event(KEYS[6], ARGV[#ARGV], {})
 return 'created'
 """
 
-# KEYS: rooms, room_names, room_info.  ARGV: room_id, new name
+# KEYS: rooms, room_names, room_info, events.  ARGV: room_id, new name, event
 # Returns {'missing'}, {'taken'} or {'renamed', old name}.
-_RENAME_ROOM = """
+_RENAME_ROOM = _LUA_EVENT + """
 local old = redis.call('HGET', KEYS[3], 'name')
 if not old then return {'missing'} end
 local holder = redis.call('HGET', KEYS[2], ARGV[2])
@@ -98,13 +134,16 @@ redis.call('HDEL', KEYS[2], old)
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('HSET', KEYS[3], 'name', ARGV[2])
+if old ~= ARGV[2] then add_event(KEYS[4], ARGV[3], {old_name = old}) end
 return {'renamed', old}
 """
 
 # KEYS: rooms, room_names, room_info, room_owners, room_acl, room_users, room_sessions,
-# room_counts, log, log_seq.  ARGV: room_id, session_rooms template.  Returns 0 or 1.
+# room_counts, log, log_seq, events.  ARGV: room_id, session_rooms template, event.
+# Returns 0 or 1.
 _REMOVE_ROOM = (
     _LUA_KEY
+    + _LUA_EVENT
     + """
 local name = redis.call('HGET', KEYS[3], 'name')
 if not name then return 0 end
@@ -114,22 +153,25 @@ end
 redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[2], name)
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+add_event(KEYS[11], ARGV[4], {})
 return 1
 """
 )
 
-# KEYS: room_info, room_acl.  ARGV: type1, rule1, type2, rule2, ...
-_SET_ACL = """
+# KEYS: room_info, room_acl, events.  ARGV: type1, rule1, type2, rule2, ..., event
+_SET_ACL = _LUA_EVENT + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[2])
-if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
+if #ARGV > 1 then redis.call('HSET', KEYS[2], unpack(ARGV, 1, #ARGV - 1)) end
+add_event(KEYS[3], ARGV[#ARGV], {})
 return 1
 """
 
-# KEYS: session_info, node_sessions(node), session_rooms, user_sessions, user_info.
-# ARGV: sid, uid, name, node, node_sessions template, room_users template
+# KEYS: session_info, node_sessions(node), session_rooms, user_sessions, user_info, events.
+# ARGV: sid, uid, name, node, node_sessions template, room_users template, event
 _REGISTER_SESSION = (
     _LUA_KEY
+    + _LUA_EVENT
     + """
 redis.call('SADD', KEYS[4], ARGV[1])
 redis.call('HSET', KEYS[5], 'name', ARGV[3])
@@ -143,12 +185,13 @@ redis.call('SADD', KEYS[2], ARGV[1])
 for _, room in ipairs(redis.call('SMEMBERS', KEYS[3])) do
   redis.call('HSET', key(ARGV[7], ARGV[8], room), ARGV[2], ARGV[3])
 end
+add_event(KEYS[6], ARGV[9], {})
 """
 )
 
-# KEYS: session_info, session_rooms, room_sessions, room_counts, room_users, room_info
-# ARGV: sid, room_id
-_JOIN_ROOM = """
+# KEYS: session_info, session_rooms, room_sessions, room_counts, room_users, room_info,
+# events.  ARGV: sid, room_id, event
+_JOIN_ROOM = _LUA_EVENT + """
 local member = redis.call('HMGET', KEYS[1], 'uid', 'name')
 local uid, name = member[1], member[2]
 -- A session dropped while its join was in flight must not leave presence behind.
@@ -157,36 +200,48 @@ if redis.call('HSETNX', KEYS[3], ARGV[1], uid) == 0 then return 0 end
 redis.call('SADD', KEYS[2], ARGV[2])
 if redis.call('HINCRBY', KEYS[4], uid, 1) > 1 then return 0 end
 redis.call('HSET', KEYS[5], uid, name)
+add_event(KEYS[7], ARGV[3], {})
 return 1
 """
 
-# KEYS: session_rooms, room_sessions, room_counts, room_users.  ARGV: sid, room_id
+# KEYS: session_rooms, room_sessions, room_counts, room_users, events.
+# ARGV: sid, room_id, event
 _LEAVE_ROOM = (
     _LUA_LEAVE
+    + _LUA_EVENT
     + """
 redis.call('SREM', KEYS[1], ARGV[2])
-if leave(KEYS[2], KEYS[3], KEYS[4], ARGV[1]) then return 1 end
+if leave(KEYS[2], KEYS[3], KEYS[4], ARGV[1]) then
+  add_event(KEYS[5], ARGV[3], {})
+  return 1
+end
 return 0
 """
 )
 
-# KEYS: session_info, session_rooms
+# KEYS: session_info, session_rooms, events
 # ARGV: sid, then templates of room_sessions, room_counts, room_users, node_sessions,
-# user_sessions, user_info
+# user_sessions, user_info, then the leave event and the offline event
 # Returns {} for an unknown sid, else {uid, name, id of each room the user left...}.
 _DROP_SESSION = (
     _LUA_KEY
     + _LUA_LEAVE
     + _LUA_NOW_MS
+    + _LUA_EVENT
     + """
 local s = redis.call('HMGET', KEYS[1], 'uid', 'name', 'node')
 if not s[1] then return {} end
 local result = {s[1], s[2]}
-for _, rid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+local rooms = redis.call('SMEMBERS', KEYS[2])
+table.sort(rooms)  -- leave events in room id order, as the memory store adds them
+for _, rid in ipairs(rooms) do
   local sessions = key(ARGV[2], ARGV[3], rid)
   local counts = key(ARGV[4], ARGV[5], rid)
   local users = key(ARGV[6], ARGV[7], rid)
-  if leave(sessions, counts, users, ARGV[1]) then table.insert(result, rid) end
+  if leave(sessions, counts, users, ARGV[1]) then
+    table.insert(result, rid)
+    add_event(KEYS[3], ARGV[14], {n = #result - 2, room_id = rid, user_id = s[1], user_name = s[2]})
+  end
 end
 redis.call('DEL', KEYS[1], KEYS[2])
 if s[3] then redis.call('SREM', key(ARGV[8], ARGV[9], s[3]), ARGV[1]) end
@@ -194,6 +249,7 @@ local user_sessions = key(ARGV[10], ARGV[11], s[1])
 redis.call('SREM', user_sessions, ARGV[1])
 if redis.call('SCARD', user_sessions) == 0 then
   redis.call('HSET', key(ARGV[12], ARGV[13], s[1]), 'last_seen', now_ms())
+  add_event(KEYS[3], ARGV[15], {user_id = s[1], user_name = s[2]})
 end
 return result
 """
@@ -215,22 +271,25 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
 """
 )
 
-# KEYS: log, log_seq.  ARGV: entry_tail, history_size, then (channel, head, tail) per fanout
+# KEYS: log, log_seq, events.  ARGV: entry_tail, history_size, event, then (channel, head,
+# tail) per fanout.
 # Publishing inside the script is the point: Redis runs scripts one at a time, so the
-# order of publishes on a channel is the order of seqs, whichever node appended.
-_APPEND = """
+# order of publishes on a channel is the order of seqs, whichever node appended, and the
+# order of a log's events in the stream is the order of its seqs too.
+_APPEND = _LUA_EVENT + """
 local seq = redis.call('INCR', KEYS[2])
 local entry = '{"seq":' .. seq .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
-for i = 3, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+for i = 4, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+add_event(KEYS[3], ARGV[3], {seq = seq})
 return seq
 """
 
-# KEYS: log, log_seq, log_dedupe.  ARGV: entry_tail, history_size, ttl ms, then
-# (channel, head, tail) per fanout.  Returns {seq} for a new entry, {seq, first entry}
-# for a retry (nothing stored or published).
-_APPEND_ONCE = """
+# KEYS: log, log_seq, log_dedupe, events.  ARGV: entry_tail, history_size, ttl ms, event,
+# then (channel, head, tail) per fanout.  Returns {seq} for a new entry, {seq, first
+# entry} for a retry (nothing stored, published or added to the stream).
+_APPEND_ONCE = _LUA_EVENT + """
 local first = redis.call('GET', KEYS[3])
 if first then return {tonumber(string.match(first, '^{"seq":(%d+)')), first} end
 local seq = redis.call('INCR', KEYS[2])
@@ -238,7 +297,8 @@ local entry = '{"seq":' .. seq .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 redis.call('SET', KEYS[3], entry, 'PX', ARGV[3])
-for i = 4, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+for i = 5, #ARGV, 3 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+add_event(KEYS[4], ARGV[4], {seq = seq})
 return {seq}
 """
 
@@ -301,12 +361,21 @@ class RedisStore:
     client's ``retry`` policy (redis-py's default retries 10 times with backoff).
     """
 
-    def __init__(self, client: redis.asyncio.Redis, keys: KeySchema, history_size: int) -> None:
+    def __init__(
+        self,
+        client: redis.asyncio.Redis,
+        keys: KeySchema,
+        history_size: int,
+        *,
+        events_maxlen: int = 0,
+    ) -> None:
         if history_size < 1:
             raise ValueError(f"history_size must be at least 1, got {history_size}")
         self._redis = client
         self._keys = keys
         self._history_size = history_size
+        # The event stream keeps about this many events; 0: no events are added.
+        self._events_maxlen = events_maxlen
         # Lua scripts are registered once; the client runs them with EVALSHA and loads
         # them again by itself after a Redis restart (NOSCRIPT).
         self._create_room = client.register_script(_CREATE_ROOM)
@@ -333,6 +402,12 @@ class RedisStore:
         )
         self._session_rooms_template = split_template(keys.session_rooms)
 
+    def _event(self, event: Event | None) -> str:
+        """The script argument for ``event``: '' adds none."""
+        if event is None or self._events_maxlen <= 0:
+            return ""
+        return event.encode(self._events_maxlen)
+
     # -- rooms -------------------------------------------------------------------------
 
     @_unavailable_as_store_error
@@ -342,6 +417,8 @@ class RedisStore:
         name: str,
         owners: Sequence[Member],
         acl: Mapping[str, str] | None = None,
+        *,
+        event: Event | None = None,
     ) -> Room:
         k = self._keys
         owner_pairs = [part for o in owners for part in (o.id, o.name)]
@@ -354,8 +431,9 @@ class RedisStore:
                     k.room_info(room_id),
                     k.room_owners(room_id),
                     k.room_acl(room_id),
+                    k.events(),
                 ],
-                args=[room_id, name, len(owners), *owner_pairs, *acl_pairs],
+                args=[room_id, name, len(owners), *owner_pairs, *acl_pairs, self._event(event)],
             )
         )
         if outcome == "taken":
@@ -402,18 +480,24 @@ class RedisStore:
         return sorted(summaries, key=lambda s: (s.name, s.id))
 
     @_unavailable_as_store_error
-    async def set_acl(self, room_id: str, acl: Mapping[str, str]) -> None:
+    async def set_acl(
+        self, room_id: str, acl: Mapping[str, str], *, event: Event | None = None
+    ) -> None:
         pairs = [part for item in acl.items() for part in item]
+        k = self._keys
         await self._set_acl(
-            keys=[self._keys.room_info(room_id), self._keys.room_acl(room_id)],
-            args=pairs,
+            keys=[k.room_info(room_id), k.room_acl(room_id), k.events()],
+            args=[*pairs, self._event(event)],
         )
 
     @_unavailable_as_store_error
-    async def rename_room(self, room_id: str, name: str) -> str | None:
+    async def rename_room(
+        self, room_id: str, name: str, *, event: Event | None = None
+    ) -> str | None:
         k = self._keys
         reply = await self._rename_room(
-            keys=[k.rooms(), k.room_names(), k.room_info(room_id)], args=[room_id, name]
+            keys=[k.rooms(), k.room_names(), k.room_info(room_id), k.events()],
+            args=[room_id, name, self._event(event)],
         )
         outcome = _text(reply[0])
         if outcome == "taken":
@@ -421,7 +505,9 @@ class RedisStore:
         return _text(reply[1]) if outcome == "renamed" else None
 
     @_unavailable_as_store_error
-    async def remove_room(self, room_id: str, log: str) -> Room | None:
+    async def remove_room(
+        self, room_id: str, log: str, *, event: Event | None = None
+    ) -> Room | None:
         room = await self.get_room(room_id)
         if room is None:
             return None
@@ -438,15 +524,18 @@ class RedisStore:
                 k.room_counts(room_id),
                 k.log(log),
                 k.log_seq(log),
+                k.events(),
             ],
-            args=[room_id, *self._session_rooms_template],
+            args=[room_id, *self._session_rooms_template, self._event(event)],
         )
         return room if removed else None
 
     # -- presence ----------------------------------------------------------------------
 
     @_unavailable_as_store_error
-    async def register_session(self, sid: str, member: Member, node_id: str) -> None:
+    async def register_session(
+        self, sid: str, member: Member, node_id: str, *, event: Event | None = None
+    ) -> None:
         await self._register_session(
             keys=[
                 self._keys.session_info(sid),
@@ -454,6 +543,7 @@ class RedisStore:
                 self._keys.session_rooms(sid),
                 self._keys.user_sessions(member.id),
                 self._keys.user_info(member.id),
+                self._keys.events(),
             ],
             args=[
                 sid,
@@ -462,11 +552,12 @@ class RedisStore:
                 node_id,
                 *self._node_sessions_template,
                 *self._room_users_template,
+                self._event(event),
             ],
         )
 
     @_unavailable_as_store_error
-    async def join_room(self, room_id: str, sid: str) -> bool:
+    async def join_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
         k = self._keys
         joined = await self._join_room(
             keys=[
@@ -476,13 +567,14 @@ class RedisStore:
                 k.room_counts(room_id),
                 k.room_users(room_id),
                 k.room_info(room_id),
+                k.events(),
             ],
-            args=[sid, room_id],
+            args=[sid, room_id, self._event(event)],
         )
         return bool(joined)
 
     @_unavailable_as_store_error
-    async def leave_room(self, room_id: str, sid: str) -> bool:
+    async def leave_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
         k = self._keys
         left = await self._leave_room(
             keys=[
@@ -490,16 +582,21 @@ class RedisStore:
                 k.room_sessions(room_id),
                 k.room_counts(room_id),
                 k.room_users(room_id),
+                k.events(),
             ],
-            args=[sid, room_id],
+            args=[sid, room_id, self._event(event)],
         )
         return bool(left)
 
     @_unavailable_as_store_error
-    async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
+    async def drop_session(
+        self, sid: str, *, events: DropEvents | None = None
+    ) -> list[tuple[str, Member]]:
+        k = self._keys
+        leave, offline = (events.leave, events.offline) if events is not None else (None, None)
         reply = await self._drop_session(
-            keys=[self._keys.session_info(sid), self._keys.session_rooms(sid)],
-            args=[sid, *self._drop_templates],
+            keys=[k.session_info(sid), k.session_rooms(sid), k.events()],
+            args=[sid, *self._drop_templates, self._event(leave), self._event(offline)],
         )
         if not reply:
             return []
@@ -566,21 +663,34 @@ class RedisStore:
     # -- message logs ------------------------------------------------------------------
 
     @_unavailable_as_store_error
-    async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
+    async def append(
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
+    ) -> int:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
         publish = [
             part for f in fanouts for part in (self._keys.channel(f.channel), f.head, f.tail)
         ]
         seq = await self._append(
-            keys=[self._keys.log(log), self._keys.log_seq(log)],
-            args=[entry_tail, self._history_size, *publish],
+            keys=[self._keys.log(log), self._keys.log_seq(log), self._keys.events()],
+            args=[entry_tail, self._history_size, self._event(event), *publish],
         )
         return int(seq)
 
     @_unavailable_as_store_error
     async def append_once(
-        self, log: str, entry_tail: str, fanouts: Sequence[Fanout], dedupe: Dedupe
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout],
+        dedupe: Dedupe,
+        *,
+        event: Event | None = None,
     ) -> Appended:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
@@ -588,8 +698,8 @@ class RedisStore:
         digest = hashlib.sha256(dedupe.key.encode()).hexdigest()
         publish = [part for f in fanouts for part in (k.channel(f.channel), f.head, f.tail)]
         reply = await self._append_once(
-            keys=[k.log(log), k.log_seq(log), k.log_dedupe(log, digest)],
-            args=[entry_tail, self._history_size, dedupe.ttl_ms, *publish],
+            keys=[k.log(log), k.log_seq(log), k.log_dedupe(log, digest), k.events()],
+            args=[entry_tail, self._history_size, dedupe.ttl_ms, self._event(event), *publish],
         )
         if len(reply) > 1:
             return Appended(int(reply[0]), original=_text(reply[1]))
@@ -608,6 +718,17 @@ class RedisStore:
             return [_text(entry) for entry in oldest]
         newest = await self._redis.zrevrangebyscore(key, upper, "-inf", start=0, num=limit)
         return [_text(entry) for entry in reversed(newest)]
+
+    @_unavailable_as_store_error
+    async def add_event(self, event: Event) -> None:
+        if self._events_maxlen <= 0:
+            return
+        await self._redis.xadd(
+            self._keys.events(),
+            {"key": event.key({}), "event": event.text({})},
+            maxlen=self._events_maxlen,
+            approximate=True,
+        )
 
     async def close(self) -> None:
         await self._redis.aclose()
