@@ -18,7 +18,7 @@ import redis.asyncio
 
 from tests.node_fixtures import TIMEOUT, NodeFactory, RunningNode
 
-pytest_plugins = ["tests.node_fixtures", "tests.redis_fixture"]
+pytest_plugins = ["tests.node_fixtures"]
 
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
