@@ -62,9 +62,7 @@ async def test_every_event_type_has_its_shape(node_factory: NodeFactory, tmp_pat
     assert (await alice.call("set_acl", {"target": {"id": room_id}, "object": acl}))[
         "status_code"
     ] == 200
-    renamed = await alice.call(
-        "rename_room", {"target": {"id": room_id, "displayName": "hall"}}
-    )
+    renamed = await alice.call("rename_room", {"target": {"id": room_id, "displayName": "hall"}})
     assert renamed["status_code"] == 200
     await bob.leave(room_id)
     await bob.disconnect()  # bob's last session: offline, no leave (he left already)
