@@ -63,6 +63,9 @@ class AmqpSink:
     name = "amqp"
 
     def __init__(self, url: str, exchange: str, timeout: float) -> None:
+        # aiormq logs every failed connect at ERROR; while the broker is down the forwarder
+        # retries for as long as it takes, and logs the outage once itself.
+        logging.getLogger("aiormq.connection").setLevel(logging.CRITICAL)
         self.url = url
         self.exchange_name = exchange
         self.timeout = timeout
@@ -75,9 +78,12 @@ class AmqpSink:
         # A plain connection, not connect_robust: the forwarder decides when to retry, and
         # a batch in flight must fail rather than wait for a reconnect in the background.
         self._connection = await aio_pika.connect(self.url, timeout=self.timeout)
-        channel = await self._connection.channel(publisher_confirms=True)
-        self._exchange = await channel.declare_exchange(
-            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        channel = await asyncio.wait_for(
+            self._connection.channel(publisher_confirms=True), self.timeout
+        )
+        self._exchange = await asyncio.wait_for(
+            channel.declare_exchange(self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True),
+            self.timeout,
         )
         log.info("connected to RabbitMQ %s, exchange %s", redacted(self.url), self.exchange_name)
         return self._exchange
@@ -98,7 +104,7 @@ class AmqpSink:
             for outcome in confirms:
                 if isinstance(outcome, BaseException):
                     raise outcome
-        except _FAILURES as exc:
+        except Exception as exc:  # whatever broke, this connection is done with
             await self.close()
             raise SinkUnavailable(
                 f"RabbitMQ {redacted(self.url)} unavailable: {type(exc).__name__}: {exc}"

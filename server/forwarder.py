@@ -80,6 +80,7 @@ class Forwarder:
         self.stats = ForwarderStats()
         self._task: asyncio.Task[None] | None = None
         self._warned_at = 0.0
+        self._retry = SINK_RETRY[0]  # the next pause while the sink is down
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -126,7 +127,6 @@ class Forwarder:
             self.stats.active = True
         cursor = await self.events.cursor(name)
         renew_at = time.monotonic() + self.lease_ms / 3000
-        retry = SINK_RETRY[0]
         while time.monotonic() < renew_at:
             batch = await self.events.read(cursor, self.batch)
             self._watch(batch, cursor)
@@ -140,13 +140,21 @@ class Forwarder:
                     if not self.stats.sink_down:
                         log.error("%s; events wait in the stream", exc)
                         self.stats.sink_down = True
-                    await asyncio.sleep(min(retry, max(0.0, renew_at - time.monotonic())))
-                    retry = min(retry * 2, SINK_RETRY[1])
+                    # The pause may outlast this lease period: renew in between.
+                    pause_until = time.monotonic() + self._retry
+                    self._retry = min(self._retry * 2, SINK_RETRY[1])
+                    while time.monotonic() < pause_until:
+                        await asyncio.sleep(min(pause_until, renew_at) - time.monotonic())
+                        if time.monotonic() >= renew_at:
+                            if not await self.events.hold(name, self.holder, self.lease_ms):
+                                self.stats.active = False
+                                return
+                            renew_at = time.monotonic() + self.lease_ms / 3000
                     continue
                 if self.stats.sink_down:
                     log.warning("%s is back; forwarding the waiting events", name)
                     self.stats.sink_down = False
-                retry = SINK_RETRY[0]
+                self._retry = SINK_RETRY[0]
             after = batch.cursor_after(cursor)
             assert after is not None
             if not await self.events.commit(name, self.holder, after):

@@ -21,11 +21,14 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import aio_pika.abc
+import pytest
 
 from tests.redis_fixture import free_port
 
@@ -130,6 +133,27 @@ class RabbitMQServer:
         except OSError:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
+
+
+AMQP_URL_ENV = "DINO_TEST_AMQP_URL"
+DEFAULT_AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+
+
+@pytest.fixture(scope="session")
+def amqp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A RabbitMQ that answers: the configured one (``DINO_TEST_AMQP_URL``, default the
+    machine's on 5672), or a throwaway broker for the session."""
+    url = os.environ.get(AMQP_URL_ENV, DEFAULT_AMQP_URL)
+    port = urlsplit(url).port or 5672
+    if _answers(port):
+        yield url
+        return
+    broker = RabbitMQServer(tmp_path_factory.mktemp("rabbitmq"))
+    broker.start()
+    try:
+        yield broker.url
+    finally:
+        broker.kill()
 
 
 class EventConsumer:

@@ -1,4 +1,5 @@
-"""Events reach RabbitMQ (the machine's broker on 127.0.0.1:5672, guest/guest): a durable
+"""Events reach RabbitMQ (the machine's broker on 127.0.0.1:5672, guest/guest, or a
+throwaway one when none answers there: ``tests/rabbitmq_fixture.py``): a durable
 topic exchange, routing keys per event, persistent messages carrying the event id.
 
 Each test uses its own exchange and queue and deletes them afterwards.
@@ -15,21 +16,20 @@ import aiohttp
 import pytest_asyncio
 
 from tests.node_fixtures import TIMEOUT, NodeFactory
-from tests.rabbitmq_fixture import EventConsumer
+from tests.rabbitmq_fixture import EventConsumer, amqp_url
 
 pytest_plugins = ["tests.node_fixtures"]
-
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
+__all__ = ["amqp_url"]  # the fixture
 
 
 @pytest_asyncio.fixture
-async def consumer() -> AsyncIterator[EventConsumer]:
+async def consumer(amqp_url: str) -> AsyncIterator[EventConsumer]:
     name = f"dinotest.{uuid.uuid4().hex}"
-    consumer = EventConsumer(AMQP_URL, name, name)
+    consumer = EventConsumer(amqp_url, name, name)
     await consumer.start()
     yield consumer
     await consumer.close()
-    connection = await aio_pika.connect(AMQP_URL)
+    connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
         await channel.queue_delete(name)
@@ -40,7 +40,7 @@ async def test_events_reach_the_exchange_with_routing_keys(
     node_factory: NodeFactory, consumer: EventConsumer
 ) -> None:
     node = await node_factory(
-        events_amqp_url=AMQP_URL, events_amqp_exchange=consumer.exchange, node_id="n1"
+        events_amqp_url=consumer.url, events_amqp_exchange=consumer.exchange, node_id="n1"
     )
     alice = await node.client(user="alice")
     room_id = await alice.create("amqp")
@@ -71,10 +71,10 @@ async def test_events_reach_the_exchange_with_routing_keys(
 async def test_messages_are_persistent_and_carry_the_event_id(
     node_factory: NodeFactory, consumer: EventConsumer
 ) -> None:
-    node = await node_factory(events_amqp_url=AMQP_URL, events_amqp_exchange=consumer.exchange)
+    node = await node_factory(events_amqp_url=consumer.url, events_amqp_exchange=consumer.exchange)
     await node.client(user="carol")
     await consumer.wait_for(1, TIMEOUT)
-    connection = await aio_pika.connect(AMQP_URL)
+    connection = await aio_pika.connect(consumer.url)
     async with connection:
         channel = await connection.channel()
         probe = await channel.declare_queue(exclusive=True)
