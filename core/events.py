@@ -70,18 +70,38 @@ class Numbered:
 Fields = list[tuple[str, Any]]  # values: JSON values, Hole, Numbered, or nested Fields
 
 
+def _is_fields(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and isinstance(value[0], tuple)
+
+
 def _segments(fields: Fields, out: list[str | Hole]) -> None:
+    """``fields`` as JSON text segments and holes. Runs of plain fields are encoded with
+    one ``ujson.dumps`` (this is on the send path of every message)."""
     out.append("{")
-    for i, (name, value) in enumerate(fields):
-        out.append(("," if i else "") + ujson.dumps(name) + ":")
+    plain: dict[str, Any] = {}
+    comma = ""
+
+    def flush() -> None:
+        nonlocal comma
+        if plain:
+            out.append(comma + ujson.dumps(plain)[1:-1])
+            comma = ","
+            plain.clear()
+
+    for name, value in fields:
+        if not isinstance(value, Hole | Numbered) and not _is_fields(value):
+            plain[name] = value
+            continue
+        flush()
+        out.append(comma + ujson.dumps(name) + ":")
+        comma = ","
         if isinstance(value, Hole):
             out.append(value)
         elif isinstance(value, Numbered):
             out += [ujson.dumps(value.prefix + ".")[:-1], Hole("=" + value.hole), '"']
-        elif isinstance(value, list) and value and isinstance(value[0], tuple):
-            _segments(value, out)
         else:
-            out.append(ujson.dumps(value))
+            _segments(value, out)
+    flush()
     out.append("}")
 
 
