@@ -10,6 +10,12 @@ work (handler, store script, stream) dominates over fan-out:
 Reports, per run, node CPU and Redis CPU per sent message over the measured phase
 (sending + drain), from the load tool's /proc sampling. The tool is pinned to CPU 0 and
 the servers to the other CPUs when there are two or more.
+
+    python benchmarks/events_cost.py --inprocess [--backend redis|memory] [--runs 5]
+
+measures only the core's send path (``core.messages.send``: build, store script, publish)
+in this process, as CPU time (``time.process_time``) per message: none of the socket.io
+work around it, so the stream's share of it is an upper bound of its share per message.
 """
 
 from __future__ import annotations
@@ -92,11 +98,55 @@ def one_run(
     }
 
 
+async def inprocess_run(backend: str, redis_url: str | None, stream_on: bool, count: int) -> float:
+    """CPU µs of this process per ``core.messages.send`` to a room (the backend's path)."""
+    from core import messages, rooms
+    from server.node import create_node
+    from server.settings import Settings
+    from storage.base import Member
+
+    settings = Settings(
+        redis_url=redis_url,
+        redis_prefix=f"inproc{time.monotonic_ns()}:",
+        events_maxlen=100_000 if stream_on else 0,
+    )
+    node = await create_node(settings, "bench")
+    try:
+        room = await rooms.create(node, "bench", [])
+        alice = Member("alice", "Alice")
+        target = messages.Target("room", room.id)
+        for _ in range(200):  # warm up: scripts loaded, connections open
+            await messages.send(node, alice, target, "warm up", None)
+        started = time.process_time()
+        for i in range(count):
+            await messages.send(node, alice, target, f"message number {i}", None)
+        return (time.process_time() - started) * 1e6 / count
+    finally:
+        await node.close()
+
+
+def inprocess(backend: str, redis_url: str | None, runs: int) -> None:
+    import asyncio
+
+    results: dict[str, list[float]] = {"on": [], "off": []}
+    for i in range(runs * 2):
+        state = "on" if i % 2 == 0 else "off"
+        us = asyncio.run(inprocess_run(backend, redis_url, state == "on", 5000))
+        results[state].append(us)
+        print(json.dumps({"stream": state, "cpu_us_per_send": round(us, 1)}), flush=True)
+    on, off = sorted(results["on"]), sorted(results["off"])
+    median_on, median_off = on[len(on) // 2], off[len(off) // 2]
+    print(f"stream on: {on[0]:.1f}-{on[-1]:.1f} µs per send (median {median_on:.1f})")
+    print(f"stream off: {off[0]:.1f}-{off[-1]:.1f} µs per send (median {median_off:.1f})")
+    print(f"median increase: {100 * (median_on / median_off - 1):.1f}%")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("redis", "memory"), default="redis")
     parser.add_argument("--runs", type=int, default=3, help="runs of each, alternating")
     parser.add_argument("--rate", type=float, default=500.0, help="messages per second")
+    parser.add_argument("--inprocess", action="store_true", help="the core send path only")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="dino-events-cost-"))
     redis_proc = None
@@ -104,6 +154,9 @@ def main() -> None:
     try:
         if args.backend == "redis":
             redis_proc, redis_url = start_redis(workdir)
+        if args.inprocess:
+            inprocess(args.backend, redis_url, args.runs)
+            return
         rows = []
         for i in range(args.runs * 2):
             stream_on = i % 2 == 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import shutil
 import sys
@@ -46,6 +47,8 @@ class DrillReport:
     order_violations: int = 0  # first arrivals of a log's events out of seq order
     logs: int = 0
     killed_node: str = ""
+    # The survivor purged the killed node's user: its leave and offline events arrived.
+    purge_events: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -162,6 +165,20 @@ async def drill(messages: int, rate: float, *, log: bool = True) -> DrillReport:
                 if node.alive:
                     report.notes.append(f"{node.node_id}: {node.health()['events']}")
         await asyncio.sleep(1.0)  # late duplicates, if any, are counted too
+        killed_user = by_node[forwarding.node_id].user
+
+        def purged() -> bool:
+            report.purge_events = [
+                e["type"]
+                for e in consumer.received
+                if e["type"] in ("leave", "offline")
+                and e["actor"]["id"] == killed_user
+                and e["node"] != forwarding.node_id
+            ]
+            return "offline" in report.purge_events
+
+        with contextlib.suppress(AssertionError):
+            await wait_until(purged, 30.0, "the purge's events", 0.2)
         check(list(consumer.received), acked, report)
         return report
     finally:

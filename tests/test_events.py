@@ -195,3 +195,29 @@ async def test_redis_stream_holds_the_same_events(
     assert keys[:3] == ["dino.login.user.alice", f"dino.room_created.room.{room_id}",
                         f"dino.join.room.{room_id}"]  # fmt: skip
     assert [e["seq"] for e in of_type(in_stream, "message")] == seqs == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+async def test_one_log_in_order_across_two_nodes(
+    node_factory: NodeFactory, key_prefix: str, redis_client: redis.asyncio.Redis
+) -> None:
+    first = await node_factory(node_id="n1", max_events_per_second=10_000, max_event_burst=10_000)
+    second = await node_factory(node_id="n2", max_events_per_second=10_000, max_event_burst=10_000)
+    alice = await first.client(user="alice")
+    bob = await second.client(user="bob")
+    room_id = await alice.create("both")
+    await alice.join(room_id)
+    await bob.join(room_id)
+
+    async def send_all(client: Any, label: str) -> list[dict[str, Any]]:
+        replies = await asyncio.gather(*(client.say(room_id, f"{label}{i}") for i in range(40)))
+        return [r["data"] for r in replies]
+
+    sent = [m for batch in await asyncio.gather(send_all(alice, "a"), send_all(bob, "b"))
+            for m in batch]  # fmt: skip
+    stream = await redis_client.xrange(f"{key_prefix}events")
+    messages = [json.loads(f["event"]) for _, f in stream if f["key"].startswith("dino.message.")]
+    assert [e["seq"] for e in messages] == list(range(1, 81))
+    # The stream's seq is the message's seq, whichever node stored it.
+    assert {e["object"]["id"]: e["seq"] for e in messages} == {m["id"]: m["seq"] for m in sent}
+    assert {e["node"] for e in messages} == {"n1", "n2"}

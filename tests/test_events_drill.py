@@ -17,5 +17,7 @@ async def test_no_event_lost_across_a_node_kill_and_a_broker_restart() -> None:
     assert report.missing == 0
     assert report.order_violations == 0
     assert report.logs == 2  # the room and the direct conversation
+    # The survivor purged the killed node's user: its events reached the consumer too.
+    assert sorted(set(report.purge_events)) == ["leave", "offline"]
     # RabbitMQ down did not stop the chat: every send to a live node was acknowledged.
     assert report.acknowledged >= 240 - 1
