@@ -165,24 +165,29 @@ def _room(room_id: str, name: str | None = None) -> Fields:
 
 
 def message_sent(node: Node, message: pushes.Activity, log: str) -> Event | None:
-    """A stored message (as ``pushes.message`` shapes it); hole ``seq``."""
+    """A stored message (as ``pushes.message`` shapes it); hole ``seq``. Spelled out
+    rather than through ``template``: it is on the send path of every message, and this
+    is the same JSON for a third of the CPU."""
     if not _on(node):
         return None
     target = message["target"]
     obj = message["object"]
     about = "room" if target["objectType"] == "room" else "user"
-    fields = [
-        *_head(node, MESSAGE, "send", message["published"]),
-        ("log", log),
-        ("seq", Hole("seq")),
-        ("actor", message["actor"]),
-        ("target", target),
-        (
-            "object",
-            {"id": message["id"], "objectType": obj["objectType"], "content": obj["content"]},
-        ),
-    ]
-    return template(f"dino.{MESSAGE}.{about}.{target['id']}", fields)
+    head = {
+        "id": str(uuid.uuid4()),
+        "type": MESSAGE,
+        "verb": "send",
+        "published": message["published"],
+        "node": node.node_id,
+        "log": log,
+    }
+    rest = {
+        "actor": message["actor"],
+        "target": target,
+        "object": {"id": message["id"], "objectType": obj["objectType"], "content": obj["content"]},
+    }
+    parts = (ujson.dumps(head)[:-1] + ',"seq":', "," + ujson.dumps(rest)[1:])
+    return Event(f"dino.{MESSAGE}.{about}.{target['id']}", parts, ("seq",))
 
 
 # -- sessions and presence -----------------------------------------------------------------
