@@ -126,6 +126,10 @@ def test_every_option_has_an_environment_variable():
         "DINO_API_KEYS": "old-key, new-key",
         "DINO_IDEMPOTENCY_TTL": "60",
         "DINO_MAX_API_BODY_BYTES": "4096",
+        "DINO_EVENTS_MAXLEN": "500",
+        "DINO_EVENTS_AMQP_URL": "amqp://u:secret@mq:5672/v",
+        "DINO_EVENTS_AMQP_EXCHANGE": "ev",
+        "DINO_EVENTS_FILE": "/tmp/ev.jsonl",
     }
     settings = parse(**env)
     assert settings == Settings(
@@ -152,6 +156,10 @@ def test_every_option_has_an_environment_variable():
         api_keys=("old-key", "new-key"),
         idempotency_ttl=60.0,
         max_api_body_bytes=4096,
+        events_maxlen=500,
+        events_amqp_url="amqp://u:secret@mq:5672/v",
+        events_amqp_exchange="ev",
+        events_file="/tmp/ev.jsonl",
     )
     # Every Settings field is reachable from the environment.
     names = {f.name for f in dataclasses.fields(Settings)}
@@ -223,6 +231,24 @@ def test_a_malformed_number_in_the_environment_is_a_usage_error(capsys, name: st
 
 
 # -- run.py --------------------------------------------------------------------------------
+
+
+def test_event_stream_options(capsys):
+    settings = parse("--events-amqp-url", "amqps://u:p@mq/", "--events-file", "e.jsonl")
+    assert settings.events_amqp_url == "amqps://u:p@mq/"
+    assert settings.events_file == "e.jsonl"
+    assert settings.events_maxlen == 100_000
+    assert "amqp:// or amqps://" in usage_error(capsys, "--events-amqp-url", "http://mq/")
+    assert "0 (off) or more" in usage_error(capsys, "--events-maxlen", "-1")
+    assert "need the stream" in usage_error(
+        capsys, "--events-maxlen", "0", "--events-file", "e.jsonl"
+    )
+
+
+def test_help_does_not_print_the_amqp_password(capsys):
+    with pytest.raises(SystemExit):
+        parse("--help", DINO_EVENTS_AMQP_URL="amqp://u:hunter2@mq/")
+    assert "hunter2" not in capsys.readouterr().out
 
 
 def test_help_lists_every_option_and_its_variable():
