@@ -14,6 +14,7 @@ from storage.base import Member, Room
 
 Activity = dict[str, Any]
 
+CONNECT_EVENT = "gn_connect"
 MESSAGE_EVENT = "message"
 USER_JOINED_EVENT = "gn_user_joined"
 USER_LEFT_EVENT = "gn_user_left"
@@ -21,6 +22,11 @@ ROOM_REMOVED_EVENT = "gn_room_removed"
 ROOM_RENAMED_EVENT = "gn_room_renamed"
 BROADCAST_EVENT = "gn_broadcast"
 SESSION_CLOSED_EVENT = "gn_session_closed"
+
+
+def connected() -> Activity:
+    """gn_connect: pushed right after the socket.io connection is made."""
+    return {"status_code": 200}
 
 
 def now_rfc3339() -> str:
@@ -136,37 +142,37 @@ def join_reply(room: Room, history: list[Activity], members: list[Member]) -> Ac
     }
 
 
+def _by(activity: Activity, member: Member | None) -> Activity:
+    """``activity`` with ``actor`` when a user (not the backend) did it."""
+    if member is not None:
+        activity["actor"] = actor(member)
+    return activity
+
+
 def room_removed(room: Room, by: Member | None) -> Activity:
     """gn_room_removed: the room is gone; its members are no longer in it."""
-    removed: Activity = {"verb": "remove", "target": room_object(room), "published": now_rfc3339()}
-    if by is not None:
-        removed["actor"] = actor(by)
-    return removed
+    return _by({"verb": "remove", "target": room_object(room), "published": now_rfc3339()}, by)
 
 
 def room_renamed(room: Room, old_name: str, by: Member | None) -> Activity:
     """gn_room_renamed: ``target.displayName`` is the new name, ``object.summary`` the old."""
-    renamed: Activity = {
+    renamed = {
         "verb": "rename",
         "target": room_object(room),
         "object": {"objectType": "room", "summary": old_name},
         "published": now_rfc3339(),
     }
-    if by is not None:
-        renamed["actor"] = actor(by)
-    return renamed
+    return _by(renamed, by)
 
 
 def broadcast(content: str, kind: str, sender: Member | None) -> Activity:
     """gn_broadcast: a notice to every connected session, not stored."""
-    notice: Activity = {
+    notice = {
         "verb": "broadcast",
         "published": now_rfc3339(),
         "object": {"content": content, "objectType": kind},
     }
-    if sender is not None:
-        notice["actor"] = actor(sender)
-    return notice
+    return _by(notice, sender)
 
 
 def session_closed(reason: str) -> Activity:

@@ -13,11 +13,11 @@ from .rooms import logged_in
 from .validation import (
     MAX_ID_CHARS,
     BadRequest,
+    message_content,
     optional_int,
     optional_string,
     required_object,
     required_string,
-    utf8_size,
 )
 
 
@@ -30,21 +30,11 @@ def target(request: dict[str, Any]) -> Target:
     return Target(kind, required_string(obj, "id", "target.", max_chars=MAX_ID_CHARS))
 
 
-def content(obj: dict[str, Any]) -> str:
-    text = obj.get("content")
-    if not isinstance(text, str):
-        raise BadRequest("object.content must be a string")
-    if not text.strip():
-        raise BadRequest("object.content must not be empty")
-    utf8_size(text, "object.content")
-    return text
-
-
 async def message(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:
     sender = logged_in(session)
     to = target(request)
     obj = required_object(request, "object")
-    text = content(obj)
+    text = message_content(obj)
     object_type = optional_string(obj, "objectType", "object.")
     return await messages.send(node, sender, to, text, object_type, from_session=session)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import socketio
 
-from core import sessions
+from core import pushes, sessions
 from core.errors import BadRequest, Forbidden, Unavailable
 from server.hub import Session
 from server.node import Node
@@ -51,7 +51,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         )
         settings = self.node.settings
         session.bucket = TokenBucket(settings.max_events_per_second, settings.max_event_burst)
-        await self.node.send(session, "gn_connect", {"status_code": 200})
+        await self.node.send(session, pushes.CONNECT_EVENT, pushes.connected())
 
     async def on_disconnect(self, sid: str) -> None:
         session = self.node.hub.sessions.get(sid)

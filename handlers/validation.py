@@ -124,3 +124,14 @@ def attribute_pairs(parent: dict[str, Any], key: str, where: str) -> list[tuple[
         content = required_string(item, "content", label, max_chars=4096)
         pairs.append((kind, content))
     return pairs
+
+
+def message_content(obj: dict[str, Any]) -> str:
+    """``object.content`` of a message: a string with something in it, valid Unicode."""
+    text = obj.get("content")
+    if not isinstance(text, str):
+        raise BadRequest("object.content must be a string")
+    if not text.strip():
+        raise BadRequest("object.content must not be empty")
+    utf8_size(text, "object.content")
+    return text

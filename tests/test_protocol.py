@@ -37,6 +37,8 @@ EVENTS = (
     "users_in_room",
     "history",
     "set_acl",
+    "rename_room",
+    "remove_room",
 )
 JWT_SECRET = "a-test-secret-long-enough-for-hs256-and-for-hs512-which-wants-64-bytes"
 RFC3339_MS_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
@@ -184,6 +186,8 @@ def one_request_per_event(room_id: str, new_room: str) -> dict[str, dict[str, An
         "users_in_room": {"verb": "list", "target": {"id": room_id}},
         "history": {"verb": "list", "target": {"id": room_id}},
         "set_acl": {"verb": "update", "target": {"id": room_id}, "object": {"attachments": []}},
+        "rename_room": {"verb": "rename", "target": {"id": room_id, "displayName": new_room}},
+        "remove_room": {"verb": "remove", "target": {"id": room_id}},
     }
 
 
@@ -726,6 +730,86 @@ async def test_joining_twice_or_from_a_second_session_does_not_announce_again(
     await alice.settle()
     assert len(alice.events("gn_user_joined")) == 1
     assert [u["id"] for u in await users_in_room(alice, room_id)] == ["alice", "bob"]
+
+
+# -- rename_room and remove_room --------------------------------------------------------------
+
+
+async def rename(client: ChatClient, room_id: Any, name: Any) -> dict[str, Any]:
+    return await client.call(
+        "rename_room", {"verb": "rename", "target": {"id": room_id, "displayName": name}}
+    )
+
+
+async def remove(client: ChatClient, room_id: Any) -> dict[str, Any]:
+    return await client.call("remove_room", {"verb": "remove", "target": {"id": room_id}})
+
+
+async def test_an_owner_renames_a_room_and_its_members_hear_it(
+    node: RunningNode, transport: str
+):
+    alice = await node.client(transport, user="alice")
+    bob = await node.client(other(transport), user="bob")
+    room_id = await alice.create("lobby")
+    taken = await alice.create("hall")
+    ok(await alice.join(room_id))
+    ok(await bob.join(room_id))
+    assert "owner" in refused(await rename(bob, room_id, "bob's room"))
+    assert "exists" in bad(await rename(alice, room_id, "hall"))
+    assert "no room" in bad(await rename(alice, "no-such-room", "x"))
+    reply = ok(await rename(alice, room_id, "foyer"))
+    assert reply["target"] == {"id": room_id, "displayName": "foyer", "objectType": "room"}
+    for client in (alice, bob):
+        [renamed] = await client.wait_for("gn_room_renamed")
+        assert renamed["verb"] == "rename"
+        assert renamed["actor"] == {"id": "alice", "summary": "alice"}
+        assert renamed["target"] == reply["target"]
+        assert renamed["object"] == {"objectType": "room", "summary": "lobby"}
+    assert [(r["id"], r["content"]) for r in await list_rooms(alice)] == [
+        (room_id, "foyer"),
+        (taken, "hall"),
+    ]
+    assert join_part(await bob.join(room_id), "owner") == [{"id": "alice", "content": "alice"}]
+    await alice.create("lobby")  # the old name is free
+
+
+async def test_an_owner_removes_a_room_and_its_members_are_out(
+    node: RunningNode, transport: str
+):
+    alice = await node.client(transport, user="alice")
+    bob = await node.client(other(transport), user="bob")
+    room_id = await alice.create("doomed")
+    ok(await alice.join(room_id))
+    ok(await bob.join(room_id))
+    ok(await alice.say(room_id, "last words"))
+    assert "owner" in refused(await remove(bob, room_id))
+    reply = ok(await remove(alice, room_id))
+    assert reply["target"]["id"] == room_id
+    for client in (alice, bob):
+        [removed] = await client.wait_for("gn_room_removed")
+        assert removed["verb"] == "remove"
+        assert removed["target"] == {"id": room_id, "displayName": "doomed", "objectType": "room"}
+        assert "before sending" in bad(await client.say(room_id, "hello?"))
+        assert "no room" in bad(await client.join(room_id))
+        assert "no room" in bad(await client.history({"id": room_id}))
+    await bob.settle()
+    assert bob.events("gn_user_left") == []  # the room is gone, nobody "left" it
+    assert await list_rooms(alice) == []
+    assert "no room" in bad(await remove(alice, room_id))
+    again = await alice.create("doomed")  # a new room: nothing of the old one carries over
+    assert join_part(await alice.join(again), "history") == []
+
+
+@pytest.mark.parametrize(
+    "target",
+    [None, {}, {"id": ""}, {"id": 5.5}, {"id": "r", "displayName": ""}, {"id": "r"}, "room"],
+    ids=repr,
+)
+async def test_rename_room_with_a_bad_target_is_refused(node: RunningNode, target: Any):
+    alice = await node.client(user="alice")
+    bad(await alice.call("rename_room", {"verb": "rename", "target": target}))
+    if not (isinstance(target, dict) and "displayName" in target):
+        bad(await alice.call("remove_room", {"verb": "remove", "target": target}))
 
 
 # -- leave and disconnect ------------------------------------------------------------------

@@ -9,10 +9,10 @@ from core import messages, users
 from core.messages import Target
 from storage.base import Member
 
-from ..messages import content
 from ..validation import (
     MAX_ID_CHARS,
     BadRequest,
+    message_content,
     optional_object,
     optional_string,
     required_object,
@@ -61,7 +61,7 @@ class MessagesHandler(ApiHandler):
         author = sender(body)
         to = targets(body)
         obj = required_object(body, "object")
-        text = content(obj)
+        text = message_content(obj)
         kind = optional_string(obj, "objectType", "object.")
         key = self.idempotency_key()
         sent = await asyncio.gather(
@@ -87,7 +87,7 @@ class BroadcastHandler(ApiHandler):
     async def post(self) -> None:
         body = self.json_body()
         obj = required_object(body, "object")
-        text = content(obj)
+        text = message_content(obj)
         kind = optional_string(obj, "objectType", "object.")
         actor = optional_object(body, "actor")
         author = sender(body) if actor else None
