@@ -124,8 +124,9 @@ def template(routing_key: str, fields: Fields, routing_hole: str = "") -> Event:
 
 
 def _on(node: Node) -> bool:
-    """Whether this node writes events at all (``--events-maxlen 0`` turns them off)."""
-    return node.settings.events_maxlen > 0
+    """Whether this node keeps an event stream (``--events-maxlen 0`` turns it off; the
+    in-memory store keeps one only for a forwarder)."""
+    return node.events is not None
 
 
 def _head(node: Node, kind: str, verb: str, published: str | None = None) -> Fields:

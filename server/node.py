@@ -170,12 +170,11 @@ async def create_node(settings: Settings, node_id: str) -> Node:
 
         hub.broker = RedisBroker(client, keys, hub.deliver, read_missed, outage)
     else:
-        memory_events = MemoryEventLog(settings.events_maxlen)
-        if settings.events_maxlen > 0:
-            events = memory_events
-        store = MemoryStore(
-            settings.history_size, hub.deliver, memory_events if events is not None else None
-        )
+        # In memory, only a forwarder can read the stream: without a sink, keep none.
+        memory_events = None
+        if settings.events_maxlen > 0 and (settings.events_amqp_url or settings.events_file):
+            events = memory_events = MemoryEventLog(settings.events_maxlen)
+        store = MemoryStore(settings.history_size, hub.deliver, memory_events)
     return Node(
         settings=settings,
         node_id=node_id,
