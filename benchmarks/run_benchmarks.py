@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import servers
 
 HERE = Path(__file__).resolve().parent
+HAND_WRITTEN = "<!-- Sections below come from other scripts; run_benchmarks.py keeps them. -->"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TARGETS = ("psio", "dino", "dino-2nodes")
 
@@ -394,7 +395,11 @@ def main() -> int:
                 results.setdefault(sc.name, []).append(old)
     for rows in results.values():
         rows.sort(key=lambda r: TARGETS.index(r["bench"]["target"]))
-    Path(args.out).write_text(markdown(results, args.quick) + "\n")
+    out = Path(args.out)
+    # Sections measured by other scripts (the event stream's) follow a marker: kept.
+    previous = out.read_text() if out.exists() else ""
+    kept = previous[previous.index(HAND_WRITTEN) :] if HAND_WRITTEN in previous else ""
+    out.write_text(markdown(results, args.quick) + "\n" + kept)
     print(f"\nwrote {args.out}")
     return 1 if failed else 0
 
