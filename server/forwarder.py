@@ -81,6 +81,7 @@ class Forwarder:
         self._task: asyncio.Task[None] | None = None
         self._warned_at = 0.0
         self._retry = SINK_RETRY[0]  # the next pause while the sink is down
+        self._store_down = False
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -103,15 +104,23 @@ class Forwarder:
     async def _run(self) -> None:
         while True:
             try:
-                if await self.events.hold(self.sink.name, self.holder, self.lease_ms):
+                held = await self.events.hold(self.sink.name, self.holder, self.lease_ms)
+                if self._store_down:
+                    log.info("event forwarding to %s resumes", self.sink.name)
+                    self._store_down = False
+                if held:
                     await self._forward()
                 else:
                     self.stats.active = False
                     await asyncio.sleep(self.lease_ms / 4000)
             except StoreUnavailable as exc:
-                log.warning("event forwarding to %s paused: %s", self.sink.name, exc)
+                # Once per outage: the node's own outage log covers the rest.
+                if not self._store_down:
+                    log.warning("event forwarding to %s paused: %s", self.sink.name, exc)
+                    self._store_down = True
                 self.stats.active = False
                 await asyncio.sleep(1.0)
+                continue
             except asyncio.CancelledError:
                 raise
             except Exception:
