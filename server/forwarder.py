@@ -139,6 +139,10 @@ class Forwarder:
         while time.monotonic() < renew_at:
             batch = await self.events.read(cursor, self.batch)
             self._watch(batch, cursor)
+            if batch.skipped and cursor is not None:
+                # Past the trimmed events (counted once): a retry of this batch, or the
+                # next read, measures any further trimming from here.
+                cursor = Cursor(cursor.id, cursor.position + batch.skipped)
             if not batch.entries and not batch.skipped:
                 await asyncio.sleep(IDLE_POLL)
                 continue
@@ -164,7 +168,8 @@ class Forwarder:
                     log.warning("%s is back; forwarding the waiting events", name)
                     self.stats.sink_down = False
                 self._retry = SINK_RETRY[0]
-            after = batch.cursor_after(cursor)
+            last = batch.entries[-1] if batch.entries else None
+            after = Cursor(last.id, last.position) if last is not None else cursor
             assert after is not None
             if not await self.events.commit(name, self.holder, after):
                 log.warning("lost the lease of the %s forwarder; another node forwards", name)

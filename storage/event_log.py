@@ -43,15 +43,6 @@ class Batch:
     # Position of the newest event in the stream at the time of the read.
     newest: int
 
-    def cursor_after(self, previous: Cursor | None) -> Cursor | None:
-        """The cursor once this batch is confirmed (past the skipped events too)."""
-        if self.entries:
-            last = self.entries[-1]
-            return Cursor(last.id, last.position)
-        if self.skipped and previous is not None:
-            return Cursor(previous.id, previous.position + self.skipped)
-        return previous
-
 
 class EventLog(Protocol):
     """The stream as one forwarder per sink reads it. ``name`` names the sink."""
