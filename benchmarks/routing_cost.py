@@ -44,8 +44,10 @@ async def broadcast_receiver(prefix: str, seconds: float) -> None:
 
     from server.gaps import SequenceGuard
     from server.hub import Hub
+    from storage.keys import KeySchema
 
     hub = Hub(lambda sid, pkt: False, {})
+    keys = KeySchema(prefix)
 
     async def read_missed(channel: str, since: int) -> list[str]:
         return []
@@ -53,13 +55,12 @@ async def broadcast_receiver(prefix: str, seconds: float) -> None:
     guard = SequenceGuard(hub.deliver, read_missed)
     client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
     pubsub = client.pubsub()
-    channel_prefix = prefix + "ch:"
-    await pubsub.psubscribe(channel_prefix + "room:*")
+    await pubsub.psubscribe(keys.channel("room:*"))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         message = await pubsub.get_message(timeout=0.5)
         if message is not None and message["type"] == "pmessage":
-            guard.deliver(message["channel"][len(channel_prefix) :], message["data"])
+            guard.deliver(keys.channel_name(message["channel"]), message["data"])
     await pubsub.aclose()
     await client.aclose()
 

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from storage.base import Room
 
 
-def _admits(rule: str, value: str) -> bool:
+def admits(rule: str, value: str) -> bool:
+    """Whether ``value`` matches a value list or a numeric range."""
     if ":" in rule:
         low, _, high = rule.partition(":")
         try:
@@ -38,10 +39,15 @@ def refusal(room: Room, user_id: str, attributes: Mapping[str, str]) -> str | No
     """Why the user may not enter ``room``, or None if they may."""
     if user_id in room.owners:
         return None
+    return attribute_refusal(room, attributes)
+
+
+def attribute_refusal(room: Room, attributes: Mapping[str, str]) -> str | None:
+    """Why ``attributes`` do not meet the room's ACL, whoever has them; None if they do."""
     for kind, rule in sorted(room.acl.items()):
         value = attributes.get(kind)
         if value is None:
             return f"room '{room.name}' admits only users with a '{kind}' attribute ({rule})"
-        if not _admits(rule, value):
+        if not admits(rule, value):
             return f"room '{room.name}' admits only users whose '{kind}' matches {rule}"
     return None

@@ -15,10 +15,12 @@ from server.node import Node
 from server.wire import NAMESPACE
 
 from .names import room_channel
+from .recheck import recheck
 
 log = logging.getLogger("dino.control")
 
 _LEAVE = "leave:"
+_RECHECK = "recheck:"
 CLOSE_OP = "close"
 
 
@@ -26,6 +28,12 @@ def leave_op(room_id: str) -> str:
     """The op by which every listener of the channel leaves room ``room_id`` locally (the
     store has already taken their presence out)."""
     return _LEAVE + room_id
+
+
+def recheck_op(room_id: str) -> str:
+    """The op by which every node checks its members of room ``room_id`` against the
+    room's access rules, and takes out those who no longer qualify (``core.recheck``)."""
+    return _RECHECK + room_id
 
 
 def apply(node: Node, op: str, channel: str, sids: tuple[str, ...]) -> None:
@@ -41,6 +49,8 @@ def apply(node: Node, op: str, channel: str, sids: tuple[str, ...]) -> None:
             session.rooms.discard(room_id)
             if hub.forget(room, sid):
                 node.spawn(hub.broker.unsubscribe(room))
+    elif op.startswith(_RECHECK):
+        node.spawn(recheck(node, op.removeprefix(_RECHECK), sids))
     elif op == CLOSE_OP:
         for sid in sids:
             if sid in hub.sessions:

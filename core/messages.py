@@ -12,10 +12,11 @@ from server.node import Node
 from server.wire import activity_tail
 from storage.base import Dedupe, Member
 
-from . import events, pushes
+from . import events, pushes, roles
 from .errors import BadRequest
 from .names import conversation_log, room_channel, room_log, user_channel
-from .rooms import get_room, require_admission
+from .rooms import get_room
+from .sanctions import check_sender
 
 MAX_HISTORY_LIMIT = 500
 DEFAULT_HISTORY_LIMIT = 50
@@ -53,6 +54,10 @@ async def send(
             raise BadRequest(f"join room '{target.id}' before sending to it")
         if from_session is None:
             await get_room(node, target.id)
+        else:
+            # Checked on every message (one store round trip), so a new rule or a mute
+            # counts at once on every node.
+            await check_sender(node, target.id, sender, from_session.attributes)
         # Every member, the sender included, receives the message.
         channels, log = [room_channel(target.id)], room_log(target.id)
     else:
@@ -95,7 +100,7 @@ async def history(
         room = await get_room(node, target.id)
         if reader is not None:
             assert reader.member is not None
-            require_admission(room, reader.member, reader.attributes)
+            await roles.require_access(node, room, reader.member, reader.attributes, "history")
         log = room_log(target.id)
     elif reader is not None and reader.member is not None:
         log = conversation_log(reader.member.id, target.id)

@@ -6,11 +6,12 @@ push events (sent without being asked) are named by the ``*_EVENT`` constants.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from storage.base import Member, Room
+from storage.base import Member, Room, Sanction
 
 Activity = dict[str, Any]
 
@@ -22,6 +23,15 @@ ROOM_REMOVED_EVENT = "gn_room_removed"
 ROOM_RENAMED_EVENT = "gn_room_renamed"
 BROADCAST_EVENT = "gn_broadcast"
 SESSION_CLOSED_EVENT = "gn_session_closed"
+KICKED_EVENT = "gn_kicked"
+USER_KICKED_EVENT = "gn_user_kicked"
+BANNED_EVENT = "gn_banned"
+MUTED_EVENT = "gn_muted"
+MESSAGE_DELETED_EVENT = "gn_message_deleted"
+MESSAGE_EDITED_EVENT = "gn_message_edited"
+ACL_CHANGED_EVENT = "gn_acl_changed"
+# Log entries that change an earlier one: the push event each is delivered as.
+REVISION_EVENTS = {"delete": MESSAGE_DELETED_EVENT, "edit": MESSAGE_EDITED_EVENT}
 
 
 def connected() -> Activity:
@@ -71,9 +81,13 @@ def message(
 
 
 def history_entry(message: Activity) -> Activity:
-    """A stored message as a history attachment: the seed's id/content/summary/published."""
+    """A stored message as a history attachment: the seed's id/content/summary/published.
+
+    A deleted message has no content and ``deleted`` (when); an edited one its latest
+    content and ``updated``. The entries that deleted or edited one (``verb`` delete or
+    edit) name it as ``object.id``."""
     sender = message.get("actor", {})
-    return {
+    entry: Activity = {
         "id": message.get("id"),
         "seq": message.get("seq"),
         "content": message.get("object", {}).get("content"),
@@ -81,6 +95,13 @@ def history_entry(message: Activity) -> Activity:
         "published": message.get("published"),
         "actor": {"id": sender.get("id")},
     }
+    for extra in ("deleted", "updated"):
+        if extra in message:
+            entry[extra] = message[extra]
+    if message.get("verb", "send") != "send":
+        entry["verb"] = message["verb"]
+        entry["object"] = {"id": message.get("object", {}).get("id")}
+    return entry
 
 
 def presence(verb: str, member: Member, room_id: str) -> Activity:
@@ -126,6 +147,7 @@ def room_list(rooms: Iterable[Any]) -> Activity:
 def join_reply(room: Room, history: list[Activity], members: list[Member]) -> Activity:
     owners = [{"id": uid, "content": name} for uid, name in sorted(room.owners.items())]
     acl = [{"objectType": kind, "content": rule} for kind, rule in sorted(room.acl.items())]
+    moderators = [{"id": uid, "content": name} for uid, name in sorted(room.moderators.items())]
     return {
         "verb": "join",
         "actor": {"id": room.id},
@@ -135,6 +157,7 @@ def join_reply(room: Room, history: list[Activity], members: list[Member]) -> Ac
             "attachments": [
                 {"objectType": "history", "attachments": [history_entry(m) for m in history]},
                 {"objectType": "owner", "attachments": owners},
+                {"objectType": "moderator", "attachments": moderators},
                 {"objectType": "acl", "attachments": acl},
                 {"objectType": "user", "attachments": member_attachments(members)},
             ],
@@ -178,3 +201,104 @@ def broadcast(content: str, kind: str, sender: Member | None) -> Activity:
 def session_closed(reason: str) -> Activity:
     """gn_session_closed: sent right before the server closes a session on purpose."""
     return {"verb": "disconnect", "published": now_rfc3339(), "object": {"content": reason}}
+
+
+def scope_target(room_id: str | None) -> Activity:
+    """A room, or ``{"objectType": "global"}`` for the whole deployment."""
+    return room_target(room_id) if room_id is not None else {"objectType": "global"}
+
+
+def kicked(room_id: str, user: Member, reason: str, by: Member | None) -> Activity:
+    """gn_kicked (to the user's sessions) and gn_user_kicked (to the room's members)."""
+    notice = {
+        "verb": "kick",
+        "target": room_target(room_id),
+        "object": {"id": user.id, "summary": user.name, "content": reason},
+        "published": now_rfc3339(),
+    }
+    return _by(notice, by)
+
+
+def sanction(sanctioned: Sanction, verb: str, room_id: str | None) -> Activity:
+    """gn_banned / gn_muted to the user's sessions, and one item of list_bans:
+    ``object.expires`` is RFC 3339 UTC, or null for a sanction without end."""
+    expires = None if sanctioned.expires_ms is None else ms_rfc3339(sanctioned.expires_ms)
+    notice: Activity = {
+        "verb": verb,
+        "target": scope_target(room_id),
+        "object": {
+            "id": sanctioned.user.id,
+            "summary": sanctioned.user.name,
+            "content": sanctioned.reason,
+            "expires": expires,
+        },
+        "published": now_rfc3339(),
+    }
+    if sanctioned.by:
+        notice["actor"] = {"id": sanctioned.by}
+    return notice
+
+
+def sanction_list(room_id: str | None, kind: str, sanctions: Iterable[Sanction]) -> Activity:
+    """The reply to list_bans: each active sanction as an attachment."""
+    items = []
+    for found in sanctions:
+        expires = None if found.expires_ms is None else ms_rfc3339(found.expires_ms)
+        items.append(
+            {
+                "id": found.user.id,
+                "summary": found.user.name,
+                "content": found.reason,
+                "expires": expires,
+                "actor": {"id": found.by} if found.by else None,
+            }
+        )
+    return {
+        "verb": "list",
+        "target": scope_target(room_id),
+        "object": {"objectType": kind, "attachments": items},
+    }
+
+
+def revision(
+    verb: str,
+    editor: Member | None,
+    target_kind: str,
+    target_id: str,
+    original: Activity,
+    content: str | None,
+) -> Activity:
+    """The log entry (and gn_message_deleted / gn_message_edited push) that deletes or
+    edits message ``original``; the store adds its own ``seq``."""
+    changed: Activity = {"id": original.get("id"), "seq": original.get("seq")}
+    if content is not None:
+        changed["content"] = content
+    entry: Activity = {
+        "id": str(uuid.uuid4()),
+        "published": now_rfc3339(),
+        "verb": verb,
+        "target": {"id": target_id, "objectType": target_kind},
+        "object": changed,
+    }
+    return _by(entry, editor)
+
+
+def acl_changed(room: Room, by: Member | None) -> Activity:
+    """gn_acl_changed: the room's access rules changed (members who no longer qualify
+    then receive gn_kicked)."""
+    return _by({"verb": "set_acl", "target": room_object(room), "published": now_rfc3339()}, by)
+
+
+def access_reply(room: Room, rules: dict[str, Any]) -> Activity:
+    """The reply to get_acl: the simple ACL as attachments, per-action rules as rules."""
+    return {
+        "verb": "get_acl",
+        "target": room_object(room),
+        "object": {
+            "objectType": "acl",
+            "attachments": [
+                {"objectType": kind, "content": rule} for kind, rule in sorted(room.acl.items())
+            ],
+            "rules": rules,
+        },
+    }

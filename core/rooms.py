@@ -6,6 +6,7 @@ the backend (the HTTP API), which may do anything.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -16,10 +17,11 @@ from server.hub import Session
 from server.node import Node
 from storage.base import Member, Room, RoomNameTaken, RoomSummary
 
-from . import acl, events, pushes
-from .control import leave_op
-from .errors import BadRequest, Conflict, Forbidden, NotFound
+from . import access, acl, events, pushes, roles
+from .control import leave_op, recheck_op
+from .errors import BadRequest, Conflict, NotFound
 from .names import room_channel, room_log
+from .sanctions import require_not_banned
 from .sessions import announce_joined, announce_left
 
 
@@ -37,15 +39,9 @@ async def get_room(node: Node, room_id: str) -> Room:
     return room
 
 
-def require_admission(room: Room, user: Member, attributes: Mapping[str, str]) -> None:
-    reason = acl.refusal(room, user.id, attributes)
-    if reason is not None:
-        raise Forbidden(reason)
-
-
-def require_owner(room: Room, by: Member | None, what: str) -> None:
-    if by is not None and by.id not in room.owners:
-        raise Forbidden(f"only an owner of room '{room.name}' can {what}")
+async def require_owner(node: Node, room: Room, by: Member | None, what: str) -> None:
+    """Owners and admins only (the backend always)."""
+    await roles.require(node, room, by, roles.OWNER, what)
 
 
 def check_acl(rules: Mapping[str, str]) -> None:
@@ -69,15 +65,34 @@ async def create(
         raise Conflict(f"a room named '{name}' exists already") from None
 
 
-async def list_all(node: Node) -> list[RoomSummary]:
-    return await node.store.list_rooms()
+async def list_all(node: Node, viewer: Session | None = None) -> list[RoomSummary]:
+    """Every room; a user sees only the rooms whose "list" rule admits them, or that they
+    moderate (admins see all)."""
+    found = await node.store.list_rooms()
+    if viewer is None or all(r.list_rule is None for r in found):
+        return found
+    member = viewer.member
+    assert member is not None
+    if await roles.is_admin(node, member):
+        return found
+    shown = []
+    for summary in found:
+        rule = summary.list_rule
+        if rule is None or access.admits(rule, viewer.attributes):
+            shown.append(summary)
+            continue
+        room = await node.store.get_room(summary.id)  # only for rooms that hide
+        if room is not None and roles.room_rank(room, member.id) >= roles.MODERATOR:
+            shown.append(summary)
+    return shown
 
 
 async def join(node: Node, session: Session, room_id: str) -> Joined:
     """Put the session in the room; it receives everything published there from now on."""
     assert session.member is not None
     room = await get_room(node, room_id)
-    require_admission(room, session.member, session.attributes)
+    await roles.require_access(node, room, session.member, session.attributes, "join")
+    await require_not_banned(node, room, session.member)
     channel = room_channel(room.id)
     # Listen before joining: whatever is published from now on reaches this session.
     await node.hub.listen(channel, session.sid)
@@ -115,21 +130,44 @@ async def members(node: Node, room_id: str, viewer: Session | None) -> list[Memb
     room = await get_room(node, room_id)
     if viewer is not None:
         assert viewer.member is not None
-        require_admission(room, viewer.member, viewer.attributes)
+        await roles.require_access(node, room, viewer.member, viewer.attributes, "users")
     return await node.store.room_members(room.id)
 
 
 async def set_acl(node: Node, room_id: str, rules: Mapping[str, str], by: Member | None) -> None:
+    await set_access(node, room_id, rules, None, by)
+
+
+async def set_access(
+    node: Node,
+    room_id: str,
+    simple: Mapping[str, str] | None,
+    rules: Mapping[str, str] | None,
+    by: Member | None,
+) -> Room:
+    """Replace the room's simple ACL and/or its per-action rules (checked JSON text from
+    ``access.parse_rules``); None leaves that part as it is. Owners and admins. Members on
+    every node who no longer meet the join rules leave the room with gn_kicked."""
     room = await get_room(node, room_id)
-    require_owner(room, by, "change its ACL")
-    check_acl(rules)
-    await node.store.set_acl(room.id, rules, event=events.acl_changed(node, room.id, rules, by))
+    await require_owner(node, room, by, "change its access rules")
+    if simple is not None:
+        check_acl(simple)
+        event = events.acl_changed(node, room.id, simple, by)
+        await node.store.set_acl(room.id, simple, event=event)
+    if rules is not None:
+        await node.store.set_rules(room.id, rules)
+    updated = await get_room(node, room.id)
+    notice = pushes.acl_changed(updated, by)
+    await node.publish_control(
+        room_channel(room.id), recheck_op(room.id), pushes.ACL_CHANGED_EVENT, notice
+    )
+    return updated
 
 
 async def rename(node: Node, room_id: str, name: str, by: Member | None) -> Room:
     """Rename the room; its members on every node receive gn_room_renamed."""
     room = await get_room(node, room_id)
-    require_owner(room, by, "rename it")
+    await require_owner(node, room, by, "rename it")
     try:
         event = events.room_renamed(node, room.id, name, by)
         old_name = await node.store.rename_room(room.id, name, event=event)
@@ -137,7 +175,7 @@ async def rename(node: Node, room_id: str, name: str, by: Member | None) -> Room
         raise Conflict(f"a room named '{name}' exists already") from None
     if old_name is None:
         raise NotFound(f"there is no room with id '{room_id}'")
-    renamed = Room(room.id, name, room.owners, room.acl)
+    renamed = dataclasses.replace(room, name=name)
     if old_name != name:
         notice = pushes.room_renamed(renamed, old_name, by)
         await node.publish(room_channel(room.id), pushes.ROOM_RENAMED_EVENT, notice)
@@ -148,7 +186,7 @@ async def remove(node: Node, room_id: str, by: Member | None) -> Room:
     """Remove the room, its history and presence. Its members on every node receive
     gn_room_removed and are out of the room (no gn_user_left: the room is gone)."""
     room = await get_room(node, room_id)
-    require_owner(room, by, "remove it")
+    await require_owner(node, room, by, "remove it")
     event = events.room_removed(node, room, by)
     removed = await node.store.remove_room(room.id, room_log(room.id), event=event)
     if removed is None:

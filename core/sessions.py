@@ -12,9 +12,11 @@ from server.hub import Session
 from server.node import Node
 from storage.base import Member
 
-from . import events, pushes
+from . import events, expiry, pushes
 from .errors import BadRequest
 from .names import BROADCAST_CHANNEL, room_channel, user_channel
+from .roles import Admin
+from .sanctions import require_not_banned_globally
 
 
 async def connect(node: Node, sid: str, eio_sid: str, token: str | None) -> Session:
@@ -36,12 +38,15 @@ async def login(
             f"this connection is logged in as '{session.member.id}'; reconnect to log in "
             "as another user"
         )
-    member = Member(identity.id, identity.name or identity.id)
+    await require_not_banned_globally(node, identity.id)
+    name = identity.name or identity.id
+    member = Admin(identity.id, name) if "admin" in identity.roles else Member(identity.id, name)
     login_event = events.login(node, member, session.sid)
     await node.store.register_session(session.sid, member, node.node_id, event=login_event)
     await node.hub.listen(user_channel(member.id), session.sid)
     session.member = member
     session.attributes = dict(identity.attributes)
+    expiry.arm(node, session, identity.expires_at)  # a fresh token re-arms it
     return member, session.attributes
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from server.hub import Session
 from server.node import Node
 
-from . import messages, rooms, session
+from . import messages, moderation, rooms, session
 
 Handler = Callable[[Node, Session, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
@@ -25,4 +25,14 @@ EVENTS: dict[str, Handler] = {
     "remove_room": rooms.remove_room,
     "message": messages.message,
     "history": messages.history,
+    "get_acl": moderation.get_acl,
+    "set_role": moderation.set_role,
+    "kick": moderation.kick,
+    "ban": moderation.ban,
+    "unban": moderation.unban,
+    "list_bans": moderation.list_bans,
+    "mute": moderation.mute,
+    "unmute": moderation.unmute,
+    "delete_message": moderation.delete_message,
+    "edit_message": moderation.edit_message,
 }

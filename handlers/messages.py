@@ -8,6 +8,7 @@ from core import messages, pushes
 from core.messages import MAX_HISTORY_LIMIT, Target
 from server.hub import Session
 from server.node import Node
+from server.wire import Json
 
 from .rooms import logged_in
 from .validation import (
@@ -36,6 +37,11 @@ async def message(node: Node, session: Session, request: dict[str, Any]) -> push
     obj = required_object(request, "object")
     text = message_content(obj)
     object_type = optional_string(obj, "objectType", "object.")
+    if to.kind == "user" and not node.limits.conversations.allow(sender.id, to.id):
+        raise BadRequest(
+            "too many new conversations: at most "
+            f"{node.limits.conversations.limit} users per hour"
+        )
     return await messages.send(node, sender, to, text, object_type, from_session=session)
 
 
@@ -47,4 +53,28 @@ async def history(node: Node, session: Session, request: dict[str, Any]) -> push
     found = await messages.history(
         node, to, before=before, since=since, limit=limit, reader=session
     )
-    return pushes.listing(to.id, "history", [pushes.history_entry(m) for m in found])
+    # 500 entries of 10 KiB would outgrow the send buffer and drop the reader as a slow
+    # consumer: the reply is cut at --max-history-reply-bytes and says there is more.
+    # Catching up (since) keeps the oldest entries; paging back keeps the newest.
+    entries = [pushes.history_entry(m) for m in found]
+    kept = within_bytes(entries, node.settings.max_history_reply_bytes, oldest=since is not None)
+    reply = pushes.listing(to.id, "history", kept)
+    if len(kept) < len(entries):
+        reply["more"] = True
+    return reply
+
+
+def within_bytes(
+    entries: list[pushes.Activity], budget: int, *, oldest: bool
+) -> list[pushes.Activity]:
+    """The longest run of ``entries`` (oldest first) from the old end (``oldest``) or the
+    new end whose JSON fits in ``budget`` bytes; at least one entry."""
+    ordered = entries if oldest else entries[::-1]
+    kept: list[pushes.Activity] = []
+    used = 0
+    for entry in ordered:
+        used += len(Json.dumps(entry).encode()) + 1
+        if kept and used > budget:
+            break
+        kept.append(entry)
+    return kept if oldest else kept[::-1]

@@ -13,11 +13,10 @@ from typing import Any
 
 import socketio
 
-from core import pushes, sessions
+from core import expiry, pushes, sessions
 from core.errors import BadRequest, Forbidden, Unavailable
 from server.hub import Session
 from server.node import Node
-from server.ratelimit import TokenBucket
 from server.wire import NAMESPACE
 
 from .events import EVENTS
@@ -49,14 +48,17 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         session = await sessions.connect(
             self.node, sid, eio_sid, token if isinstance(token, str) else None
         )
-        settings = self.node.settings
-        session.bucket = TokenBucket(settings.max_events_per_second, settings.max_event_burst)
+        # The engine.io connection's budget: reconnecting the namespace does not refill it.
+        session.bucket = self.node.sio.engine.bucket_of(eio_sid)
         await self.node.send(session, pushes.CONNECT_EVENT, pushes.connected())
 
     async def on_disconnect(self, sid: str) -> None:
         session = self.node.hub.sessions.get(sid)
         if session is None:
             return
+        expiry.disarm(session)
+        if session.member is not None:
+            self.node.limits.events.release(session.member.id)
         try:
             await sessions.disconnect(self.node, session)
         except Unavailable as exc:
@@ -75,10 +77,16 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
         handler = EVENTS.get(event)
+        member = session.member
         try:
             if session.bucket is not None and not session.bucket.take():
                 rate = self.node.settings.max_events_per_second
                 raise BadRequest(f"too many requests: at most {rate:g} events per second")
+            if member is not None and not self.node.limits.events.take(member.id):
+                rate = self.node.settings.max_user_events_per_second
+                raise BadRequest(
+                    f"too many requests: at most {rate:g} events per second per user"
+                )
             if handler is None:
                 raise BadRequest(f"unknown event '{event}'")
             if session.member is None and event != "login":
@@ -96,6 +104,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         except Exception:
             log.exception("event %r from %s failed", event, session.sid)
             return {"status_code": 500, "data": f"internal error while handling '{event}'"}
+        if member is None and session.member is not None:  # logged in just now
+            self.node.limits.events.acquire(session.member.id)
         if self.node.outage.down:
             self.node.outage.recovered()
         return {"status_code": 200} if data is None else {"status_code": 200, "data": data}

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import pushes, rooms
+from core import access, pushes, rooms
 from server.hub import Session
 from server.node import Node
 from storage.base import Member
 
 from .validation import (
     MAX_ID_CHARS,
+    BadRequest,
     attribute_pairs,
     optional_object,
     required_object,
@@ -36,12 +37,17 @@ def display_name(request: dict[str, Any]) -> str:
 
 async def create(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:
     member = logged_in(session)
-    room = await rooms.create(node, display_name(request), [member])
+    name = display_name(request)
+    if not node.limits.rooms.allow(member.id):
+        raise BadRequest(
+            f"too many rooms created: at most {node.limits.rooms.limit} per hour per user"
+        )
+    room = await rooms.create(node, name, [member])
     return pushes.created(room, member)
 
 
 async def list_rooms(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:
-    return pushes.room_list(await rooms.list_all(node))
+    return pushes.room_list(await rooms.list_all(node, viewer=session))
 
 
 async def join(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:
@@ -60,9 +66,19 @@ async def users_in_room(node: Node, session: Session, request: dict[str, Any]) -
 
 
 async def set_acl(node: Node, session: Session, request: dict[str, Any]) -> None:
+    """``object.attachments``: the simple ACL (join, history, users); ``object.rules``:
+    rules per action (``core.access``). Given only rules, the simple ACL stays."""
     room_id = target_id(request)
-    rules = attribute_pairs(optional_object(request, "object"), "attachments", "object.")
-    await rooms.set_acl(node, room_id, dict(rules), by=logged_in(session))
+    obj = optional_object(request, "object")
+    simple = attribute_pairs(obj, "attachments", "object.")
+    if "rules" not in obj:
+        await rooms.set_acl(node, room_id, dict(simple), by=logged_in(session))
+        return
+    rules = access.parse_rules(obj["rules"], "object.rules")
+    keep_simple = "attachments" not in obj
+    await rooms.set_access(
+        node, room_id, None if keep_simple else dict(simple), rules, by=logged_in(session)
+    )
 
 
 async def rename_room(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:

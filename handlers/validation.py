@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from core.errors import BadRequest
+from core.text import CONTROL_CHARACTERS, MAX_ID_CHARS
 
-__all__ = ["BadRequest"]  # the error every reader here raises; entry points import it here
+# The error every reader here raises, and the id length: entry points import them here.
+__all__ = ["MAX_ID_CHARS", "BadRequest"]
 
-MAX_ID_CHARS = 128
 MAX_NAME_CHARS = 128
 
 
@@ -63,7 +64,9 @@ def optional_string(
         raise BadRequest(f"{where}{key} must not be empty")
     if len(text) > max_chars:
         raise BadRequest(f"{where}{key} is longer than {max_chars} characters")
-    if any(ord(ch) < 32 for ch in text):
+    # Control characters (core/text.py) are checked before str.strip() would drop the
+    # C1 line break U+0085 at either end.
+    if CONTROL_CHARACTERS.search(str(value).strip(" \t\n\r\f\v")):
         raise BadRequest(f"{where}{key} must not contain control characters")
     utf8_size(text, f"{where}{key}")
     return text

@@ -1,4 +1,4 @@
-"""Command line: ``python -m loadtest {chat,idle,churn,direct} [options]``.
+"""Command line: ``python -m loadtest {chat,idle,churn,direct,api} [options]``.
 
 Exit status: 0 when every step succeeded and nothing was lost, duplicated or
 out of order; 1 when anything was; 2 for bad arguments or an aborted run.
@@ -16,7 +16,7 @@ from typing import Any
 from loadtest import report
 from loadtest.harness import CommonConfig, Harness
 from loadtest.procstat import raise_fd_limit
-from loadtest.scenarios import chat, churn, direct, idle
+from loadtest.scenarios import api, chat, churn, direct, idle
 
 DEFAULT_URL = "http://127.0.0.1:5210"
 EPILOG = """\
@@ -32,6 +32,8 @@ examples:
     python -m loadtest churn --rate 50 --duration 20 --server-pid PID
   direct: 50 user pairs, 100 direct messages/s
     python -m loadtest direct --pairs 50 --rate 100 --duration 10
+  api: a backend notifies 500 logged-in users, 2,000 POST /api/v1/messages per second
+    DINO_API_KEY=KEY python -m loadtest api --users 500 --rate 2000 --duration 10
 
 what is checked and reported:
   setup steps (connect, login, create, join, leave...): count, failures, rate, latency;
@@ -40,7 +42,8 @@ what is checked and reported:
   delivery latency (send time written into object.content -> receive time) p50..max;
   deliveries/s; server CPU (µs per delivery, message or churn cycle) and RSS with
   --server-pid; the tool's own CPU and event-loop lag (if near one core, the tool
-  was the limit); CPU used by other processes on the machine.
+  was the limit); CPU used by other processes on the machine;
+  api: calls by HTTP status, notifications accepted (201) per second, POST->201 latency.
 
 exit status: 0 when all is well; 1 when anything was lost, duplicated or reordered,
   a step failed, a message was rejected or unanswered, or a connection was dropped;
@@ -228,6 +231,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--message-size", type=int, default=0, help="pad object.content to this many characters"
     )
+
+    p = sub.add_parser(
+        "api",
+        parents=[common],
+        help="a backend POSTs notifications (HTTP API) to logged-in socket.io users",
+    )
+    p.add_argument(
+        "--users",
+        type=_positive_int,
+        default=100,
+        help="logged-in receiving users (default %(default)s)",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=1000.0,
+        help="POST /api/v1/messages calls per second (default %(default)s)",
+    )
+    p.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of calling (default %(default)s)"
+    )
+    p.add_argument(
+        "--targets-per-call",
+        type=_positive_int,
+        default=1,
+        metavar="T",
+        help="users per call: 1 sends 'target', more send a 'targets' list; users are "
+        "split into groups of T (default %(default)s)",
+    )
+    p.add_argument(
+        "--connections",
+        type=_positive_int,
+        default=8,
+        help="keep-alive HTTP connections, one request in flight on each; calls beyond "
+        "them wait, and the wait counts in latency (default %(default)s)",
+    )
+    p.add_argument(
+        "--api-key",
+        default=api.ApiConfig.key_from_env(),
+        help=f"API key sent as 'Authorization: Bearer KEY' (default: ${api.API_KEY_ENV}; "
+        "never written into results)",
+    )
+    p.add_argument(
+        "--message-size", type=int, default=0, help="pad object.content to this many characters"
+    )
     return parser
 
 
@@ -244,6 +292,17 @@ def scenario_of(args: argparse.Namespace) -> tuple[Any, ScenarioRun, int]:
     if args.scenario == "churn":
         c = churn.ChurnConfig(args.rate, args.duration, args.rooms, args.max_inflight)
         return c, churn.run, args.max_inflight + 1
+    if args.scenario == "api":
+        c = api.ApiConfig(
+            args.users,
+            args.rate,
+            args.duration,
+            args.targets_per_call,
+            args.connections,
+            args.message_size,
+            args.api_key,
+        )
+        return c, api.run, args.users + args.connections
     c = direct.DirectConfig(args.pairs, args.rate, args.duration, args.message_size)
     return c, direct.run, 2 * args.pairs
 

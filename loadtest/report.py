@@ -22,6 +22,15 @@ def _per(total: float, count: int) -> float | None:
     return round(total * 1e6 / count, 1) if count else None
 
 
+def public_fields(cfg: Any) -> dict[str, Any]:
+    """A config as a dict, without fields marked secret (an API key)."""
+    return {
+        f.name: getattr(cfg, f.name)
+        for f in dataclasses.fields(cfg)
+        if not f.metadata.get("secret")
+    }
+
+
 def build(h: Harness, scenario_cfg: Any) -> dict[str, Any]:
     tr = h.traffic
     logs = h.ledger.reports()
@@ -48,7 +57,7 @@ def build(h: Harness, scenario_cfg: Any) -> dict[str, Any]:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "config": {
             "common": dataclasses.asdict(h.cfg),
-            "scenario": dataclasses.asdict(scenario_cfg),
+            "scenario": public_fields(scenario_cfg),
         },
         "steps": [s.as_dict() for s in h.steps],
         "traffic": {
@@ -133,7 +142,7 @@ def problems(r: dict[str, Any]) -> list[str]:
     seq = r["seq"]
     checks = [
         (tr["send_failed"], "messages rejected by the server"),
-        (tr["send_unanswered"], "messages never answered (gn_message)"),
+        (tr["send_unanswered"], "messages never answered (gn_message or HTTP response)"),
         (seq["lost"], "deliveries lost"),
         (seq["duplicates"], "deliveries duplicated"),
         (seq["out_of_order"], "deliveries out of order"),
@@ -180,6 +189,9 @@ def table(r: dict[str, Any]) -> str:
             f"  messages: sent {tr['sent']:,}  ok {tr['send_ok']:,}  rejected {tr['send_failed']:,}"
             f"  unanswered {tr['send_unanswered']:,}  ({tr['sends_per_s']:,.1f}/s)"
         )
+        if tr["send_errors"]:
+            errors = ", ".join(f"{n:,} x {e}" for e, n in tr["send_errors"].items())
+            lines.append(f"  rejections: {errors}")
         lines.append(
             f"  deliveries: {tr['deliveries']:,} of {tr['expected_deliveries']:,} expected"
             f"  = {tr['deliveries_per_s']:,.0f}/s over {tr['span_s']:.2f}s"
@@ -200,7 +212,8 @@ def table(r: dict[str, Any]) -> str:
         if len(bad) > 5:
             lines.append(f"    ... and {len(bad) - 5} more logs with problems (see --json)")
         lines.append(_lat_row("delivery latency", r["latency_us"]))
-        lines.append(_lat_row("send->gn_message", r["ack_latency_us"]))
+        answer = "POST->201" if r["scenario"] == "api" else "send->gn_message"
+        lines.append(_lat_row(answer, r["ack_latency_us"]))
     srv = r["server"]
     if srv["processes"]:
         per = [

@@ -33,6 +33,9 @@ class HealthHandler(tornado.web.RequestHandler):
                 "published": hub.stats.published,
                 "delivered": hub.stats.delivered,
                 "slow_consumers_dropped": node.sio.engine.slow_consumers_dropped,
+                "connections": node.sio.engine.caps.total,
+                # Refused and misbehaving clients, by kind (server/edge.py).
+                "edge": node.sio.engine.edge.as_dict(),
                 # Room messages read back from logs after a pub/sub gap (Redis only).
                 "messages_repaired": getattr(getattr(hub.broker, "guard", None), "repaired", 0),
                 # The event stream out, per sink (server/forwarder.py).

@@ -12,6 +12,7 @@ from typing import Any, Protocol
 import jwt
 
 from core.errors import BadRequest
+from core.text import checked_id
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,8 @@ class Identity:
     id: str | None
     name: str | None
     attributes: dict[str, str] = field(default_factory=dict)
+    roles: frozenset[str] = frozenset()  # global roles ("admin"): from a JWT claim only
+    expires_at: float | None = None  # the token's exp (epoch seconds); None: never
 
 
 class Authenticator(Protocol):
@@ -28,20 +31,23 @@ class Authenticator(Protocol):
 
 
 class OpenAuth:
-    """Anyone may log in as anyone: the client's claim is taken as is."""
+    """Anyone may log in as anyone: the client's claim is taken as is (but never a global
+    role: admins are then named through the HTTP API only)."""
 
     def authenticate(self, claimed: Identity, token: str | None) -> Identity:
         if claimed.id is None:
             raise BadRequest("actor.id is required")
-        return claimed
+        return Identity(claimed.id, claimed.name, claimed.attributes)
 
 
 class JwtAuth:
     """HS256 tokens: ``sub`` is the user id, ``name`` the display name, ``attributes``
-    an object of user attributes. Expiry (``exp``) is enforced when present."""
+    an object of user attributes. ``exp`` is required unless ``require_exp`` is off, and
+    enforced when present (server/expiry.py closes the session when it passes)."""
 
-    def __init__(self, secret: str) -> None:
+    def __init__(self, secret: str, require_exp: bool = True) -> None:
         self._secret = secret
+        self._required = ["exp"] if require_exp else []
 
     def authenticate(self, claimed: Identity, token: str | None) -> Identity:
         if not token:
@@ -50,12 +56,17 @@ class JwtAuth:
                 "or as an actor attachment with objectType 'token'"
             )
         try:
-            claims: dict[str, Any] = jwt.decode(token, self._secret, algorithms=["HS256"])
+            claims: dict[str, Any] = jwt.decode(
+                token, self._secret, algorithms=["HS256"], options={"require": self._required}
+            )
         except jwt.PyJWTError as exc:
             raise BadRequest(f"invalid token: {exc}") from None
-        user_id = claims.get("sub")
-        if not isinstance(user_id, str) or not user_id:
+        raw_id = claims.get("sub")
+        if not isinstance(raw_id, str) or not raw_id:
             raise BadRequest("invalid token: it has no 'sub' claim naming the user")
+        # The same rules as an id in a request: a signed token is no excuse for an id
+        # that breaks logs or other clients' displays.
+        user_id = checked_id(raw_id, "token sub")
         name = claims.get("name")
         raw_attributes = claims.get("attributes")
         # Only the token speaks: attributes decide room ACLs, so a client must not be
@@ -69,8 +80,15 @@ class JwtAuth:
                     if isinstance(v, (str, int, float))
                 }
             )
-        return Identity(user_id, name if isinstance(name, str) and name else user_id, attributes)
+        raw_roles = claims.get("roles")
+        roles = frozenset(
+            r for r in (raw_roles if isinstance(raw_roles, list) else []) if isinstance(r, str)
+        )
+        display = name if isinstance(name, str) and name else user_id
+        exp = claims.get("exp")
+        expires_at = float(exp) if isinstance(exp, (int, float)) else None
+        return Identity(user_id, display, attributes, roles, expires_at)
 
 
-def make_authenticator(kind: str, secret: str) -> Authenticator:
-    return JwtAuth(secret) if kind == "jwt" else OpenAuth()
+def make_authenticator(kind: str, secret: str, require_exp: bool = True) -> Authenticator:
+    return JwtAuth(secret, require_exp) if kind == "jwt" else OpenAuth()

@@ -60,6 +60,18 @@ class MemoryBroker:
         pass
 
 
+async def connect_once(pubsub: aioredis.client.PubSub, lock: asyncio.Lock) -> None:
+    """Open ``pubsub``'s connection before the first (un)subscribe.
+
+    redis-py's PubSub opens its connection lazily in each command, so concurrent first
+    subscriptions (a burst of logins) could each open one, and every one but the last
+    would be lost with its confirmation."""
+    if pubsub.connection is None:
+        async with lock:
+            if pubsub.connection is None:
+                await pubsub.connect()  # type: ignore[no-untyped-call]
+
+
 class RedisBroker:
     """Redis pub/sub on one dedicated connection, read by one task.
 
@@ -81,10 +93,10 @@ class RedisBroker:
         self._keys = keys
         self.guard = SequenceGuard(deliver, read_missed)
         self._outage = outage
-        self._prefix_len = len(keys.channel(""))
         self._pubsub = client.pubsub()
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._subscribed = asyncio.Event()
+        self._connecting = asyncio.Lock()
         self._reader = asyncio.create_task(self._read_forever())
 
     async def subscribe(self, channel: str) -> None:
@@ -92,6 +104,7 @@ class RedisBroker:
         confirmed = asyncio.get_running_loop().create_future()
         self._confirmations.setdefault(name, []).append(confirmed)
         try:
+            await connect_once(self._pubsub, self._connecting)
             await self._pubsub.subscribe(name)
             self._subscribed.set()
             # The reader resolves this when Redis confirms; only then are publications
@@ -155,7 +168,7 @@ class RedisBroker:
             return
         if kind == "message" and isinstance(data, str):
             try:
-                self.guard.deliver(name[self._prefix_len :], data)
+                self.guard.deliver(self._keys.channel_name(name), data)
             except Exception:
                 log.exception("delivering a message on %s failed", name)
         elif kind == "subscribe":
@@ -163,7 +176,7 @@ class RedisBroker:
             if not waiters:
                 # Nobody asked: redis-py resubscribed after a reconnect. Whatever was
                 # published meanwhile is in the logs.
-                self.guard.resubscribed(name[self._prefix_len :])
+                self.guard.resubscribed(self._keys.channel_name(name))
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)

@@ -19,6 +19,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import ujson
+
+from core.pushes import REVISION_EVENTS
 from storage.base import StoreError
 
 from .wire import envelope, event_packet_parts, open_envelope
@@ -28,6 +31,10 @@ log = logging.getLogger("dino.gaps")
 ROOM_PREFIX = "room:"
 _MESSAGE_HEAD, _MESSAGE_TAIL = event_packet_parts("message")
 _SEQ_HEAD = _MESSAGE_HEAD + '{"seq":'
+# Deletions and edits are log entries too, each with its own seq, pushed under their own
+# event names (core.pushes.REVISION_EVENTS).
+_REVISION_HEADS = {verb: event_packet_parts(event) for verb, event in REVISION_EVENTS.items()}
+_REVISION_SEQ_HEADS = tuple(head + '{"seq":' for head, _ in _REVISION_HEADS.values())
 MAX_REPAIR = 1000  # entries read back per repair; beyond that the client uses history
 
 Deliver = Callable[[str, str], None]
@@ -37,12 +44,25 @@ ReadMissed = Callable[[str, int], Awaitable[list[str]]]  # (room channel, since)
 def message_seq(payload: str) -> int | None:
     """The seq of a published room message (packet ``2/chat,["message",{"seq":N,...``)."""
     _, text = open_envelope(payload)
-    if not text.startswith(_SEQ_HEAD):
-        return None
-    start = end = len(_SEQ_HEAD)
+    if text.startswith(_SEQ_HEAD):
+        start = end = len(_SEQ_HEAD)
+    else:
+        head = next((h for h in _REVISION_SEQ_HEADS if text.startswith(h)), None)
+        if head is None:
+            return None
+        start = end = len(head)
     while end < len(text) and text[end].isdigit():
         end += 1
     return int(text[start:end]) if end > start else None
+
+
+def packet_of_entry(entry: str) -> str:
+    """The packet a stored log entry was delivered as: a message, or a revision."""
+    head, tail = _MESSAGE_HEAD, _MESSAGE_TAIL
+    if '"verb":"send"' not in entry:  # rare: parse only what may be a revision
+        verb = ujson.loads(entry).get("verb")
+        head, tail = _REVISION_HEADS.get(verb, (head, tail))
+    return head + entry + tail
 
 
 class SequenceGuard:
@@ -108,6 +128,6 @@ class SequenceGuard:
                 self._last[channel] = first - 1
         self.repaired += len(entries)
         for entry in entries:
-            self.deliver(channel, envelope("", _MESSAGE_HEAD + entry + _MESSAGE_TAIL))
+            self.deliver(channel, envelope("", packet_of_entry(entry)))
         for payload in held:
             self.deliver(channel, payload)

@@ -79,6 +79,7 @@ class Session:
     bucket: TokenBucket | None = None  # None: not rate limited
     attributes: dict[str, str] = field(default_factory=dict)
     rooms: set[str] = field(default_factory=set)
+    expiry: asyncio.TimerHandle | None = None  # closes the session when its token expires
 
 
 @dataclass

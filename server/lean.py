@@ -12,9 +12,10 @@ none of that: Tornado already runs one read loop per websocket, so here
 - one loop per node sends the engine.io pings and closes sessions whose pong is late.
 
 The session speaks to python-engineio and python-socketio through the same surface as
-engine.io's own socket (``sockets[sid]``, ``closed``, ``closing``, ``upgraded``,
-``session``, ``check_ping_timeout``, ``close``), so everything above it is unchanged.
-Polling clients, and polling clients that upgrade, keep engine.io's own path.
+engine.io's own socket (``eio_session.EngineSession``), so everything above it is
+unchanged. A polling session that upgrades (``polling.py``) becomes one of these.
+Anything that is not engine.io v4 text (a binary frame: dino's protocol is JSON; an
+unknown packet type) closes the session, with one log line per offender per minute.
 """
 
 from __future__ import annotations
@@ -24,29 +25,30 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import tornado.web
+import tornado.websocket
 from engineio import packet as eio_packet
+from tornado.iostream import StreamBufferFullError
 
+from .eio_session import EngineSession
 from .hub import Link
-from .wire import Json, websocket_frame
+from .wire import websocket_frame
 
 if TYPE_CHECKING:
-    import tornado.websocket
-
     from .transport import DirectEngineServer
 
 log = logging.getLogger("dino.lean")
 
-PING_FRAME = websocket_frame(b"2")
-CLOSE_FRAME = websocket_frame(b"1")
 
+class LeanSocket(EngineSession):
+    """One engine.io session on a websocket, without queues or tasks of its own.
 
-class LeanSocket:
-    """One engine.io session on a websocket, without queues or tasks of its own."""
+    Opened directly (``open_lean_session``) or by a polling session's upgrade
+    (``polling.PollingSocket``), which hands over its sid, user dict and event budget."""
 
     # Read by engine.io: transport() reports "websocket", and an HTTP (polling) request
     # carrying this sid is refused with 400.
     upgraded = True
-    connected = True
 
     def __init__(
         self,
@@ -54,44 +56,51 @@ class LeanSocket:
         sid: str,
         handler: tornado.websocket.WebSocketHandler,
         link: Link,
+        address: str,
     ) -> None:
-        self.server = server
-        self.sid = sid
+        super().__init__(server, sid, address)
         self.handler = handler
         self.link = link
-        self.closing = False
-        self.closed = False
-        self.session: dict[str, Any] = {}  # engine.io's per-session user dict
         self.ping_sent: float | None = None  # monotonic time of the unanswered ping
 
     def open_packet(self) -> bytes:
-        server = self.server
-        handshake = {
-            "sid": self.sid,
-            "upgrades": [],
-            "pingTimeout": int(server.ping_timeout * 1000),
-            # In ms, exactly (engine.io's int(seconds) * 1000 turns 0.5 s into 0).
-            "pingInterval": int((server.ping_interval + server.ping_interval_grace_period) * 1000),
-            "maxPayload": server.max_http_buffer_size,
-        }
-        return websocket_frame(("0" + Json.dumps(handshake)).encode())
+        return websocket_frame(("0" + self.server.handshake(self.sid, upgrades=[])).encode())
 
     def write_packet(self, pkt: eio_packet.Packet) -> None:
         encoded = pkt.encode()
-        if isinstance(encoded, str):
+        if not isinstance(encoded, str):  # dino never sends binary attachments
+            return
+        self.write_text(encoded)
+
+    def write_text(self, encoded: str) -> None:
+        if self.server.direct_writes:
             self.link.write(websocket_frame(encoded.encode()))
-        else:  # binary attachment: a binary frame
-            self.handler.write_message(encoded, binary=True)
+            return
+        # permessage-deflate: Tornado compresses per frame in write_message.
+        try:
+            self.handler.write_message(encoded)
+        except StreamBufferFullError:
+            self.server.drop_slow_consumer(self.sid, self.link)
+        except tornado.websocket.WebSocketClosedError:
+            pass
 
     def ping(self, now: float) -> None:
         if self.ping_sent is None:
             self.ping_sent = now
-        self.link.write(PING_FRAME)
+        self.write_text("2")
 
     async def receive(self, message: str | bytes) -> None:
         server = self.server
-        if isinstance(message, bytes):  # binary attachment of a socket.io packet
-            await server._trigger_event("message", self.sid, message, run_async=False)
+        if self.closing or self.closed:
+            return  # frames that were in flight when the session was closed
+        if isinstance(message, bytes):
+            # Binary frames carry socket.io attachments; dino's protocol is JSON, and
+            # python-socketio would buffer every announced attachment without a bound.
+            server.edge.offence(
+                "binary_refused", self.address, "closing %s: binary frames are not accepted",
+                self.sid,
+            )
+            await self.close(abort=False, reason=server.reason.SERVER_DISCONNECT)
             return
         kind, data = message[:1], message[1:]
         if kind == "4":
@@ -101,7 +110,13 @@ class LeanSocket:
         elif kind == "1":
             await self.close(abort=True, reason=server.reason.CLIENT_DISCONNECT)
         elif kind == "2":  # not sent by engine.io v4 clients, answered for robustness
-            self.link.write(websocket_frame(("3" + data).encode()))
+            self.write_text("3" + data)
+        elif kind != "6":  # noop is harmless; anything else is not engine.io v4
+            server.edge.offence(
+                "malformed_packets", self.address, "closing %s: invalid engine.io packet %r",
+                self.sid, message[:16],
+            )
+            await self.close(abort=False, reason=server.reason.TRANSPORT_ERROR)
 
     async def check_ping_timeout(self) -> bool:
         """engine.io's service task calls this; our ping loop does the same check."""
@@ -127,39 +142,56 @@ class LeanSocket:
             )
         finally:
             if not abort:
-                self.link.write(CLOSE_FRAME)
+                self.write_text("1")
             self.closed = True
-            server.sockets.pop(self.sid, None)
+            if server.sockets.get(self.sid) is self:
+                del server.sockets[self.sid]
             server.links.pop(self.sid, None)
+            self.released()
             self.handler.close()
 
 
-async def open_lean_session(
-    server: DirectEngineServer, handler: tornado.websocket.WebSocketHandler
-) -> LeanSocket | None:
-    """Register a session for a freshly opened websocket and run engine.io's connect."""
+def websocket_link(
+    server: DirectEngineServer, handler: tornado.websocket.WebSocketHandler, sid: str
+) -> Link:
+    """The direct writer of an accepted websocket, bounded at the send buffer."""
     assert handler.ws_connection is not None  # open() runs on an accepted websocket
     stream = handler.ws_connection.stream
     assert stream is not None
     stream.max_write_buffer_size = server.send_buffer_bytes
-    sid = server.generate_id()
     link: Link = Link(stream, lambda: server.drop_slow_consumer(sid, link))
-    sock = LeanSocket(server, sid, handler, link)
-    server.sockets[sid] = sock
-    server.links[sid] = link
-    link.write(sock.open_packet())
-    # The few fields python-socketio reads; the full WSGI environ would cost ~2 KB.
-    environ = {
+    return link
+
+
+def small_environ(handler: tornado.web.RequestHandler) -> dict[str, Any]:
+    """The few WSGI fields python-socketio reads; the full environ would cost ~2 KB."""
+    request = handler.request
+    return {
         "REQUEST_METHOD": "GET",
-        "QUERY_STRING": handler.request.query,
-        "REMOTE_ADDR": handler.request.remote_ip,
-        "HTTP_ORIGIN": handler.request.headers.get("Origin", ""),
-        "wsgi.url_scheme": handler.request.protocol,
+        "QUERY_STRING": request.query,
+        "REMOTE_ADDR": request.remote_ip,
+        "HTTP_ORIGIN": request.headers.get("Origin", ""),
+        "wsgi.url_scheme": request.protocol,
     }
-    accepted = await server._trigger_event("connect", sid, environ, run_async=False)
+
+
+async def open_lean_session(
+    server: DirectEngineServer, handler: tornado.websocket.WebSocketHandler, address: str
+) -> LeanSocket | None:
+    """Register a session for a freshly opened websocket and run engine.io's connect."""
+    sid = server.generate_id()
+    link = websocket_link(server, handler, sid)
+    sock = LeanSocket(server, sid, handler, link, address)
+    server.caps.opened(address)
+    server.sockets[sid] = sock
+    if server.direct_writes:
+        server.links[sid] = link
+    link.write(sock.open_packet())
+    accepted = await server._trigger_event("connect", sid, small_environ(handler), run_async=False)
     if accepted is not None and accepted is not True:
         await sock.close(abort=False, reason=server.reason.SERVER_DISCONNECT)
         return None
+    sock.start_connect_timer()
     server.ensure_pinging()
     return sock
 

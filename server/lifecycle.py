@@ -7,9 +7,9 @@ import logging
 import socket
 from pathlib import Path
 
-from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
+from .accept import PausingHTTPServer
 from .app import make_app
 from .cluster import Cluster
 from .events_out import start_forwarders, stop_forwarders
@@ -29,13 +29,28 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     cluster = Cluster(node)
     await cluster.start()
     start_forwarders(node)
-    server = HTTPServer(make_app(node, static_dir), xheaders=True)
+    # Tornado's defaults (100 MB bodies, an hour for headers) let a few raw requests cost
+    # hundreds of MB, or hold a connection with a byte every few seconds. Bodies up to
+    # the largest a handler accepts are read (plus headroom, so that a body a little too
+    # large is answered 413 by its handler, which closes that session); beyond, Tornado
+    # answers 400 without reading it.
+    api_body = settings.max_api_body_bytes if settings.api_keys else 0
+    body_limit = max(settings.max_packet_bytes, api_body) + 65_536
+    server = PausingHTTPServer(
+        make_app(node, static_dir),
+        xheaders=True,
+        max_body_size=body_limit,
+        max_buffer_size=body_limit + 65_536,
+        idle_connection_timeout=settings.header_timeout,
+        body_timeout=settings.header_timeout,
+    )
+    server.edge = node.sio.engine.edge
     server.add_sockets(sockets)
     if settings.auth == "open":
         log.warning("--auth open: any client may log in as any user; use --auth jwt in production")
     if not settings.api_keys:
         log.info("HTTP API off: start with --api-keys KEY[,KEY...] to serve /api/v1/")
-    where = settings.redis_url if settings.redis_url else "in-memory store, single node"
+    where = settings.redis_cluster_nodes or settings.redis_url or "in-memory store, single node"
     # 0.0.0.0 is where it listens, not an address to open: name one a browser can use.
     browse = "localhost" if settings.host in ("0.0.0.0", "::", "") else settings.host
     log.info(

@@ -29,3 +29,37 @@ class TokenBucket:
             return False
         self._tokens -= 1.0
         return True
+
+
+class UserBuckets:
+    """One token bucket per user with a session on this node, shared by their sessions.
+
+    A user may open many connections (tabs, devices, or a script); each connection has
+    its own budget, and this one bounds them together. A user's bucket lives while they
+    have a session here (``acquire`` at login, ``release`` at disconnect)."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._buckets: dict[str, tuple[TokenBucket, int]] = {}
+
+    def acquire(self, user_id: str) -> None:
+        bucket, sessions = self._buckets.get(user_id, (None, 0))
+        self._buckets[user_id] = (bucket or TokenBucket(self._rate, self._burst), sessions + 1)
+
+    def release(self, user_id: str) -> None:
+        entry = self._buckets.get(user_id)
+        if entry is None:
+            return
+        bucket, sessions = entry
+        if sessions <= 1:
+            del self._buckets[user_id]
+        else:
+            self._buckets[user_id] = (bucket, sessions - 1)
+
+    def take(self, user_id: str) -> bool:
+        entry = self._buckets.get(user_id)
+        return True if entry is None else entry[0].take()
+
+    def __len__(self) -> int:
+        return len(self._buckets)

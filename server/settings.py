@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from .redis_clients import is_cluster_url, parse_cluster_nodes
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -18,6 +20,7 @@ class Settings:
     port: int = 5210
     redis_url: str | None = None  # None: embedded in-memory store, single node
     redis_prefix: str = "dino:"
+    redis_cluster_nodes: str | None = None  # "host:port,...": a Redis Cluster
     node_id: str = ""  # "" -> "<hostname>:<port>": stable across restarts (see cluster.py)
     auth: str = "open"  # "open" or "jwt"
     jwt_secret: str = ""
@@ -31,12 +34,24 @@ class Settings:
     cors_origins: tuple[str, ...] = ()  # () -> same origin only; ("*",) -> any
     ping_interval: float = 25.0
     ping_timeout: float = 20.0
+    # The edge (server/edge.py): limits that keep one client from exhausting a node.
+    connect_timeout: float = 45.0  # engine.io session without a namespace: closed
+    header_timeout: float = 10.0  # HTTP headers, and idle keep-alive, before a handshake
+    max_connections: int = 20_000  # engine.io sessions per node (HTTP 503 above)
+    max_connections_per_address: int = 500  # per client address (behind nginx: X-Real-IP)
+    max_user_events_per_second: float = 100.0  # per user, across their sessions on a node
+    max_user_event_burst: int = 400
+    max_rooms_per_user_per_hour: int = 20
+    max_new_conversations_per_hour: int = 100  # distinct users one user writes to
+    max_history_reply_bytes: int = 524_288  # a longer history reply is cut, "more": true
+    jwt_require_exp: bool = True  # --auth jwt: a token without exp is refused
     lease_ttl: float = 8.0  # a node silent this long is dead; survivors purge it
     heartbeat_interval: float = 2.0
     log_level: str = "INFO"
     api_keys: tuple[str, ...] = ()  # () -> the HTTP API is off
     idempotency_ttl: float = 86_400.0  # seconds a client id / Idempotency-Key is remembered
     max_api_body_bytes: int = 1_048_576
+    edit_window: float = 900.0  # seconds a sender may edit or delete their own message
     # The event stream out (core/events.py): events kept (Redis: XADD MAXLEN ~); 0: off.
     events_maxlen: int = 100_000
     events_amqp_url: str = ""  # "": no RabbitMQ forwarding
@@ -44,7 +59,16 @@ class Settings:
     events_file: str = ""  # "": no JSON-lines file
 
     @property
+    def max_packet_bytes(self) -> int:
+        """The largest websocket frame or polling POST body (socket.io's maxHttpBufferSize):
+        a larger one closes the connection; anything up to it that breaks a rule gets a
+        400. It is also Tornado's request body limit, so no request is buffered beyond it."""
+        return max(65_536, 8 * self.max_message_bytes)
+
+    @property
     def backend(self) -> str:
+        if self.redis_cluster_nodes or is_cluster_url(self.redis_url):
+            return "redis-cluster"
         return "redis" if self.redis_url else "memory"
 
 
@@ -55,6 +79,7 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("port", int, "port to listen on"),
     ("redis_url", str, "Redis URL (redis://host:port/db); unset: in-memory, one node"),
     ("redis_prefix", str, "prefix of every Redis key and channel"),
+    ("redis_cluster_nodes", str, "Redis Cluster nodes host:port,... (or redis+cluster://)"),
     ("node_id", str, "this node's id in the cluster (default hostname:port)"),
     ("auth", str, "authentication: open (anyone may log in as anyone) or jwt"),
     ("jwt_secret", str, "shared secret for --auth jwt (HS256)"),
@@ -66,11 +91,21 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("max_event_burst", int, "events a connection may send at once, above that rate"),
     ("ping_interval", float, "socket.io ping interval, seconds"),
     ("ping_timeout", float, "socket.io ping timeout, seconds"),
+    ("connect_timeout", float, "seconds an engine.io session may wait to connect a namespace"),
+    ("header_timeout", float, "seconds for request headers and for idle HTTP keep-alive"),
+    ("max_connections", int, "engine.io sessions per node; more get HTTP 503"),
+    ("max_connections_per_address", int, "engine.io sessions per client address"),
+    ("max_user_events_per_second", float, "events one user may send per second, all sessions"),
+    ("max_user_event_burst", int, "events one user may send at once, above that rate"),
+    ("max_rooms_per_user_per_hour", int, "rooms one user may create per hour on a node"),
+    ("max_new_conversations_per_hour", int, "distinct users one user may write to per hour"),
+    ("max_history_reply_bytes", int, "largest history reply; longer ones are cut with more"),
     ("lease_ttl", float, "seconds without heartbeat before a node counts as dead"),
     ("heartbeat_interval", float, "seconds between node lease renewals"),
     ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
     ("idempotency_ttl", float, "seconds a message's client id or Idempotency-Key is kept"),
     ("max_api_body_bytes", int, "largest HTTP API request body, bytes"),
+    ("edit_window", float, "seconds a sender may edit or delete their own message"),
     ("events_maxlen", int, "events kept in the event stream (Redis: MAXLEN ~); 0: no stream"),
     ("events_amqp_exchange", str, "RabbitMQ topic exchange the event stream goes to"),
     ("events_file", str, "append every event to this JSON-lines file (one forwarder)"),
@@ -113,6 +148,12 @@ def parse_settings(
         help="negotiate permessage-deflate with clients [DINO_COMPRESSION]",
     )
     parser.add_argument(
+        "--jwt-require-exp",
+        action=argparse.BooleanOptionalAction,
+        default=_truthy(env.get("DINO_JWT_REQUIRE_EXP", "1")),
+        help="refuse JWTs without an exp claim [DINO_JWT_REQUIRE_EXP]",
+    )
+    parser.add_argument(
         "--cors-origins",
         default=env.get("DINO_CORS_ORIGINS", ""),
         help="comma-separated allowed origins, '*' for any; empty: same origin [DINO_CORS_ORIGINS]",
@@ -136,6 +177,17 @@ def parse_settings(
         parser.error("--auth jwt needs --jwt-secret (or DINO_JWT_SECRET)")
     values = {name: getattr(args, name) for name, _, _ in _OPTIONS}
     values["redis_url"] = values["redis_url"] or None
+    values["redis_cluster_nodes"] = values["redis_cluster_nodes"] or None
+    if values["redis_url"] and values["redis_cluster_nodes"]:
+        parser.error("give --redis-url or --redis-cluster-nodes, not both")
+    for text in (values["redis_cluster_nodes"], values["redis_url"]):
+        if text and (text == values["redis_cluster_nodes"] or is_cluster_url(text)):
+            try:
+                parse_cluster_nodes(text)
+            except ValueError as exc:
+                parser.error(str(exc))
+    if "{" in values["redis_prefix"] or "}" in values["redis_prefix"]:
+        parser.error("--redis-prefix must not contain '{' or '}' (Redis Cluster hash tags)")
     origins = tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
     raw_keys = args.api_keys if args.api_keys is not None else env.get("DINO_API_KEYS", "")
     api_keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
@@ -151,6 +203,7 @@ def parse_settings(
     return Settings(
         **values,
         compression=args.compression,
+        jwt_require_exp=args.jwt_require_exp,
         cors_origins=origins,
         api_keys=api_keys,
         events_amqp_url=amqp_url,

@@ -27,13 +27,16 @@ class Json:
 
 
 def event_packet(event: str, data_json: str) -> str:
-    """The socket.io EVENT packet text (without the engine.io type) for ``event``."""
-    return f'2{NAMESPACE},["{event}",{data_json}]'
+    """The socket.io EVENT packet text (without the engine.io type) for ``event``.
+
+    The name is JSON-encoded: a reply's name is ``gn_`` + the client's event name, which
+    may hold ``"`` or end in a backslash."""
+    return f"2{NAMESPACE},[{Json.dumps(event)},{data_json}]"
 
 
 def event_packet_parts(event: str) -> tuple[str, str]:
     """``event_packet`` split around its data, to splice in text built elsewhere."""
-    return f'2{NAMESPACE},["{event}",', "]"
+    return f"2{NAMESPACE},[{Json.dumps(event)},", "]"
 
 
 def envelope(skip_sid: str, packet_text: str) -> str:

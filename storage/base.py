@@ -44,6 +44,10 @@ class Room:
     name: str
     owners: Mapping[str, str] = field(default_factory=dict)  # user id -> display name
     acl: Mapping[str, str] = field(default_factory=dict)  # acl type -> rule
+    moderators: Mapping[str, str] = field(default_factory=dict)  # user id -> display name
+    # Access rules per action (join, send, history, list, users) -> the rule as JSON text
+    # (``core.access`` parses and checks it; the store keeps it as given).
+    rules: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class RoomSummary:
     id: str
     name: str
     members: int  # distinct users present, cluster-wide
+    list_rule: str | None = None  # the room's access rule for "list" (JSON text), if any
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,31 @@ class UserPresence:
     sessions: int  # sessions on any node now; 0: offline
     rooms: list[str]  # ids of the rooms the user is in, sorted
     last_seen_ms: int | None  # when the last session ended (Redis clock); None: never
+
+
+ROLES = ("owner", "moderator")
+"""The roles a user can hold in one room (``Store.set_role``)."""
+
+SANCTIONS = ("ban", "mute")
+"""What ``Store.impose`` keeps: a ban keeps a user out, a mute keeps them quiet."""
+
+
+@dataclass(frozen=True)
+class Sanction:
+    """A ban or mute of one user, in one room or (bans only) everywhere."""
+
+    user: Member
+    reason: str
+    by: str  # the user id who imposed it; "" for the backend
+    expires_ms: int | None  # absolute UTC time in ms since the epoch; None: permanent
+
+
+@dataclass(frozen=True)
+class SendCheck:
+    """What sending to a room from a user needs to know, read in one step."""
+
+    rule: str | None  # the room's access rule for "send" (JSON text), if any
+    mute: Sanction | None  # the user's mute in the room, expired or not
 
 
 @dataclass(frozen=True)
@@ -229,6 +259,56 @@ class Store(Protocol):
         room. Its id is not used again (ids are uuids)."""
         ...
 
+    async def set_role(self, room_id: str, member: Member, role: str | None) -> bool:
+        """Give ``member`` the room role ``role`` (one of ``ROLES``), replacing the one
+        they had; None takes their role away. False (and nothing stored) for an unknown
+        room. ``ValueError`` for a role not in ``ROLES``."""
+        ...
+
+    async def set_rules(self, room_id: str, rules: Mapping[str, str]) -> None:
+        """Replace the room's per-action access rules (action -> rule JSON text); an
+        empty mapping clears them. An unknown room is left alone."""
+        ...
+
+    async def set_admin(self, member: Member, admin: bool) -> None:
+        """Make ``member`` a global admin, or not any more."""
+        ...
+
+    async def is_admin(self, user_id: str) -> bool:
+        """Whether ``set_admin`` made the user an admin."""
+        ...
+
+    async def admins(self) -> list[Member]:
+        """The global admins set through ``set_admin``, sorted by id."""
+        ...
+
+    # -- sanctions ---------------------------------------------------------------------
+    # ``scope`` is a room id, or None for the whole deployment (bans only). The store
+    # keeps expiry times as given and returns expired sanctions too: the caller compares
+    # ``expires_ms`` with the time, so remaining time is right across restarts and days.
+
+    async def impose(self, kind: str, scope: str | None, sanction: Sanction) -> None:
+        """Record a sanction (``kind`` in ``SANCTIONS``), replacing one the user had.
+        ``ValueError`` for another kind, or a global mute."""
+        ...
+
+    async def lift(self, kind: str, scope: str | None, user_id: str) -> bool:
+        """Remove the user's sanction; False if there was none."""
+        ...
+
+    async def sanction(self, kind: str, scope: str | None, user_id: str) -> Sanction | None:
+        """The user's sanction of ``kind`` in ``scope``, expired or not; None if none."""
+        ...
+
+    async def sanctions(self, kind: str, scope: str | None) -> list[Sanction]:
+        """Every sanction of ``kind`` in ``scope``, sorted by user id."""
+        ...
+
+    async def send_check(self, room_id: str, user_id: str) -> SendCheck:
+        """The room's "send" rule and the user's mute there: what every message from a
+        user needs, in one round trip (nothing for an unknown room)."""
+        ...
+
     # -- presence ----------------------------------------------------------------------
 
     async def register_session(
@@ -269,6 +349,11 @@ class Store(Protocol):
 
     async def room_members(self, room_id: str) -> list[Member]:
         """The distinct users present in the room, sorted by id."""
+        ...
+
+    async def remove_from_room(self, room_id: str, user_id: str) -> list[str]:
+        """Take every session of the user out of the room in one atomic step; returns
+        their sids, sorted ([] if the user was not in the room)."""
         ...
 
     async def node_sessions(self, node_id: str) -> list[str]:
@@ -357,6 +442,20 @@ class Store(Protocol):
     async def add_event(self, event: Event) -> None:
         """Add ``event`` (without holes) to the event stream on its own, for a change
         that has no store step of its own to carry it."""
+
+    async def revise(
+        self,
+        log: str,
+        seq: int,
+        old_entry: str,
+        new_entry: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+    ) -> int | None:
+        """Replace the entry at ``seq`` of ``log`` with ``new_entry`` and append
+        ``entry_tail`` (as ``append`` does, with its fanouts), atomically; returns the new
+        entry's seq. None, and nothing changed, if the entry at ``seq`` is no longer
+        ``old_entry`` (revised meanwhile, or trimmed)."""
         ...
 
     async def close(self) -> None:

@@ -5,142 +5,196 @@ runs, can share one Redis. Each key is a method of ``KeySchema`` whose docstring
 ``"<redis type>: <meaning>"``; ``key_schema_table`` renders those docstrings, so the
 README table cannot drift from the code.
 
-Every per-id key ends in a fixed suffix (``room:{room_id}:info``, not ``room:{room_id}``).
-That keeps the mapping injective whatever characters an id contains: without the suffix,
-a room whose id is ``x:users`` would own the key ``room:x:users``, which is also room
-``x``'s users hash.
+**Hash tags.** Every key is ``<prefix>{<owner>}:<suffix>``: the part in braces is a Redis
+Cluster hash tag, so every key of one owner lands in one slot and a Lua script that
+touches one owner's keys runs on one shard:
+
+* ``{room:<id>}``: a room's fields, presence, and its message log (the room log is named
+  ``room:<id>``), and its pub/sub channel, so ``append`` can SPUBLISH from its script;
+* ``{<log>}``: a conversation log (``dm:...``) with its idempotency keys;
+* ``{user:<id>}``: a user's profile, sessions index and channel;
+* ``{session:<sid>}``, ``{node:<id>}``: one session's, one node's keys;
+* ``{rooms}``, ``{nodes}``: the two cross-room indexes (all rooms, all node leases);
+* ``{admins}``, ``{bans}``: the global admins and the bans from every room.
+
+The same layout serves one Redis server, where a tag is just part of the name: it costs
+a dozen bytes per key and nothing measurable in time, and keeping one layout means one
+set of scripts, tested on both, and no migration when a deployment moves to a cluster.
+
+The mapping is injective: owners start with a fixed kind (``room:``, ``user:``, ...) or
+are fixed words, and suffixes are distinct words without braces, so the last ``}:`` of a
+key splits it back into owner and suffix whatever characters an id contains. An id
+containing ``}`` ends its tag early (Redis hashes up to the first ``}``): that only puts
+it in the slot of a shorter id, consistently for all of its keys, which is harmless.
+The prefix itself must not contain braces, or it would become the tag.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-
-# Stands in for an id when a key is split into a Lua template (see ``split_template``).
-# NUL never occurs in ids produced by the server (uuids, socket.io sids, node names).
-_ID_MARK = "\x00"
 
 
 class KeySchema:
     """Key and channel names under ``prefix``."""
 
     def __init__(self, prefix: str = "dino:") -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"the key prefix must not contain '{{' or '}}': {prefix!r}")
         self.prefix = prefix
+
+    def _key(self, owner: str, suffix: str) -> str:
+        return f"{self.prefix}{{{owner}}}:{suffix}"
 
     # -- rooms -------------------------------------------------------------------------
 
     def rooms(self) -> str:
         """hash: room id -> room name. Index of all rooms, read by ``list_rooms``."""
-        return f"{self.prefix}rooms"
+        return self._key("rooms", "by_id")
 
     def room_names(self) -> str:
         """hash: room name -> room id. Makes names unique; written with ``rooms``."""
-        return f"{self.prefix}room_names"
+        return self._key("rooms", "by_name")
+
+    def room_renames(self) -> str:
+        """hash: room id -> number of renames. Orders concurrent renames of one room, so
+        its own ``name`` ends as the index's."""
+        return self._key("rooms", "renames")
 
     def room_info(self, room_id: str) -> str:
         """hash: ``name``, ``created`` (ms, Redis clock). The room's own fields."""
-        return f"{self.prefix}room:{room_id}:info"
+        return self._key("room:" + room_id, "info")
 
     def room_owners(self, room_id: str) -> str:
         """hash: user id -> display name of the room's owners."""
-        return f"{self.prefix}room:{room_id}:owners"
+        return self._key("room:" + room_id, "owners")
 
     def room_acl(self, room_id: str) -> str:
         """hash: acl type -> rule. Replaced as a whole by ``set_acl``."""
-        return f"{self.prefix}room:{room_id}:acl"
+        return self._key("room:" + room_id, "acl")
+
+    def room_moderators(self, room_id: str) -> str:
+        """hash: user id -> display name of the room's moderators."""
+        return self._key("room:" + room_id, "moderators")
+
+    def room_rules(self, room_id: str) -> str:
+        """hash: action -> access rule (JSON). Replaced as a whole by ``set_rules``."""
+        return self._key("room:" + room_id, "rules")
+
+    def room_bans(self, room_id: str) -> str:
+        """hash: user id -> ban (JSON: name, reason, by, expires ms UTC or null)."""
+        return self._key("room:" + room_id, "bans")
+
+    def room_mutes(self, room_id: str) -> str:
+        """hash: user id -> mute (JSON, as a ban)."""
+        return self._key("room:" + room_id, "mutes")
+
+    # -- deployment-wide roles and bans --------------------------------------------------
+
+    def admins(self) -> str:
+        """hash: user id -> display name of the global admins set through the API."""
+        return self._key("admins", "by_id")
+
+    def global_bans(self) -> str:
+        """hash: user id -> ban from the whole deployment (JSON, as a room ban)."""
+        return self._key("bans", "by_user")
 
     # -- presence ----------------------------------------------------------------------
 
     def room_users(self, room_id: str) -> str:
         """hash: user id -> display name of users with at least one session in the room."""
-        return f"{self.prefix}room:{room_id}:users"
+        return self._key("room:" + room_id, "users")
 
     def room_sessions(self, room_id: str) -> str:
         """hash: session id -> user id of the sessions in the room."""
-        return f"{self.prefix}room:{room_id}:sessions"
+        return self._key("room:" + room_id, "sessions")
 
     def room_counts(self, room_id: str) -> str:
         """hash: user id -> number of that user's sessions in the room (never 0)."""
-        return f"{self.prefix}room:{room_id}:counts"
+        return self._key("room:" + room_id, "counts")
 
     def session_info(self, sid: str) -> str:
-        """hash: ``uid``, ``name``, ``node`` of a registered session."""
-        return f"{self.prefix}session:{sid}:info"
+        """hash: ``uid``, ``name``, ``node`` of a registered session (``dropping`` while
+        it is being dropped)."""
+        return self._key("session:" + sid, "session")
 
     def session_rooms(self, sid: str) -> str:
-        """set: ids of the rooms the session is in (what ``drop_session`` leaves)."""
-        return f"{self.prefix}session:{sid}:rooms"
+        """set: ids of the rooms the session is in or entering (what ``drop_session``
+        leaves); a superset of the rooms whose presence lists the session."""
+        return self._key("session:" + sid, "rooms")
 
     def user_info(self, user_id: str) -> str:
         """hash: ``name``, ``last_seen`` (ms, Redis clock) of a user who has logged in."""
-        return f"{self.prefix}user:{user_id}:info"
+        return self._key("user:" + user_id, "profile")
 
     def user_sessions(self, user_id: str) -> str:
         """set: session ids of the user, on any node."""
-        return f"{self.prefix}user:{user_id}:sessions"
+        return self._key("user:" + user_id, "sessions_of_user")
 
     # -- nodes -------------------------------------------------------------------------
 
     def nodes(self) -> str:
         """zset: node id, score = lease expiry in ms on the Redis server clock."""
-        return f"{self.prefix}nodes"
+        return self._key("nodes", "leases")
 
     def node_sessions(self, node_id: str) -> str:
         """set: session ids registered on the node (purged when its lease runs out)."""
-        return f"{self.prefix}node:{node_id}:sessions"
+        return self._key("node:" + node_id, "sessions_of_node")
 
     def node_cleanup(self, node_id: str) -> str:
         """string with PX ttl: lock held by the one node purging a dead node."""
-        return f"{self.prefix}node:{node_id}:cleanup"
+        return self._key("node:" + node_id, "cleanup")
 
     # -- message logs ------------------------------------------------------------------
 
     def log(self, log: str) -> str:
         """zset: entry JSON text, score = seq. Trimmed to the newest history_size."""
-        return f"{self.prefix}log:{log}:entries"
+        return self._key(log, "log")
 
     def log_seq(self, log: str) -> str:
         """string: last seq handed out for the log (INCR). Survives trimming."""
-        return f"{self.prefix}log:{log}:seq"
+        return self._key(log, "seq")
 
     def log_dedupe(self, log: str, key_digest: str) -> str:
-        """string with PX ttl: the entry first appended to the log under an idempotency key
-        (named by the key's SHA-256 hex digest, which has no ':', so names stay injective)."""
-        return f"{self.prefix}log:{log}:dedupe:{key_digest}"
+        """string with PX ttl: the entry first appended to the log under an idempotency
+        key (named by the key's SHA-256 hex digest: no braces, so names stay injective)."""
+        return self._key(log, "dedupe:" + key_digest)
 
     # -- the event stream out ----------------------------------------------------------
 
     def events(self) -> str:
         """stream: every change of state as an event (``core.events``), fields ``key`` (its
         routing key) and ``event`` (its JSON). Capped near ``--events-maxlen``."""
-        return f"{self.prefix}events"
+        return self._key("events", "stream")
 
     def events_lease(self, sink: str) -> str:
         """string with PX ttl: id of the one node forwarding the stream to ``sink``."""
-        return f"{self.prefix}events:{sink}:lease"
+        return self._key("events", "lease:" + sink)
 
     def events_cursor(self, sink: str) -> str:
         """hash: ``id``, ``position`` of the last event ``sink`` confirmed (forwarding
         resumes after it)."""
-        return f"{self.prefix}events:{sink}:cursor"
+        return self._key("events", "cursor:" + sink)
 
     # -- pub/sub -----------------------------------------------------------------------
 
     def channel(self, name: str) -> str:
-        """channel: pub/sub channel ``name`` (fanout of appends); not a key."""
-        return f"{self.prefix}ch:{name}"
+        """channel: pub/sub channel ``name`` (``room:<id>`` shares its room's slot, for
+        SPUBLISH from the append script); not a key."""
+        return self._key(name, "ch")
+
+    def channel_name(self, channel: str) -> str:
+        """The ``name`` of ``channel(name)``."""
+        return channel[len(self.prefix) + 1 : -len("}:ch")]
 
 
-def split_template(key_fn: Callable[[str], str]) -> tuple[str, str]:
-    """``(head, tail)`` such that ``key_fn(x) == head + x + tail`` for every id ``x``.
-
-    Lua scripts that discover ids at run time (the rooms of a session being dropped) get
-    these pairs as arguments and concatenate, so they never spell a key name themselves.
-    """
-    head, mark, tail = key_fn(_ID_MARK).partition(_ID_MARK)
-    if not mark or _ID_MARK in tail:
-        raise ValueError(f"{key_fn!r} does not contain its id exactly once")
-    return head, tail
+def hash_tag(key: str) -> str:
+    """The part of ``key`` Redis Cluster hashes (its tag, or the whole key)."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
 
 
 def key_schema_table(schema: KeySchema | None = None) -> str:
@@ -149,12 +203,14 @@ def key_schema_table(schema: KeySchema | None = None) -> str:
     rows = ["| Key | Type | Meaning |", "| --- | --- | --- |"]
     # vars() keeps definition order, which groups the keys as the class does.
     for name, attr in vars(KeySchema).items():
-        if name.startswith("_") or not inspect.isfunction(attr):
+        if name.startswith("_") or name == "channel_name" or not inspect.isfunction(attr):
             continue
         method = getattr(schema, name)
-        # Placeholders named after the parameters, e.g. room:{room_id}:users.
+        # Placeholders named after the parameters, e.g. {room:<room_id>}:users; the
+        # braces that remain are the hash tags.
         params = inspect.signature(method).parameters
-        key = method(*(f"{{{p}}}" for p in params))
+        key = method(*(f"<{p}>" for p in params))
         kind, _, meaning = (inspect.getdoc(method) or "").partition(": ")
-        rows.append(f"| `{key}` | {kind} | {' '.join(meaning.split())} |")
+        meaning = " ".join(meaning.split())
+        rows.append(f"| `{key}` | {kind} | {meaning} |")
     return "\n".join(rows)

@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from storage.base import (
+    ROLES,
+    SANCTIONS,
     Appended,
     Dedupe,
     DropEvents,
@@ -22,6 +24,8 @@ from storage.base import (
     Room,
     RoomNameTaken,
     RoomSummary,
+    Sanction,
+    SendCheck,
     UserPresence,
 )
 from storage.event_log import MemoryEventLog
@@ -35,6 +39,10 @@ class _RoomState:
     name: str
     owners: dict[str, str]
     acl: dict[str, str] = field(default_factory=dict)
+    moderators: dict[str, str] = field(default_factory=dict)
+    rules: dict[str, str] = field(default_factory=dict)
+    # kind ("ban", "mute") -> user id -> sanction
+    sanctions: dict[str, dict[str, Sanction]] = field(default_factory=dict)
     # Presence, as in RedisStore: sid -> uid, uid -> number of its sessions here
     # (never 0), and uid -> name of the users present.
     sessions: dict[str, str] = field(default_factory=dict)
@@ -89,6 +97,8 @@ class MemoryStore:
         # (log, dedupe key) -> (expiry, seq, entry), oldest first (one ttl setting per
         # node): expired ones are dropped from the front as new ones come.
         self._dedupe: dict[tuple[str, str], tuple[float, int, str]] = {}
+        self._admins: dict[str, str] = {}
+        self._global_bans: dict[str, Sanction] = {}
 
     # -- rooms -------------------------------------------------------------------------
 
@@ -121,7 +131,12 @@ class MemoryStore:
 
     async def list_rooms(self) -> list[RoomSummary]:
         summaries = [
-            RoomSummary(id=room_id, name=state.name, members=len(state.users))
+            RoomSummary(
+                id=room_id,
+                name=state.name,
+                members=len(state.users),
+                list_rule=state.rules.get("list"),
+            )
             for room_id, state in self._rooms.items()
         ]
         return sorted(summaries, key=lambda s: (s.name, s.id))
@@ -168,7 +183,79 @@ class MemoryStore:
     def _room(self, room_id: str) -> Room:
         state = self._rooms[room_id]
         # Copies, so that callers cannot reach into the store through the mappings.
-        return Room(id=room_id, name=state.name, owners=dict(state.owners), acl=dict(state.acl))
+        return Room(
+            id=room_id,
+            name=state.name,
+            owners=dict(state.owners),
+            acl=dict(state.acl),
+            moderators=dict(state.moderators),
+            rules=dict(state.rules),
+        )
+
+    async def set_role(self, room_id: str, member: Member, role: str | None) -> bool:
+        if role is not None and role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        state = self._rooms.get(room_id)
+        if state is None:
+            return False
+        state.owners.pop(member.id, None)
+        state.moderators.pop(member.id, None)
+        if role == "owner":
+            state.owners[member.id] = member.name
+        elif role == "moderator":
+            state.moderators[member.id] = member.name
+        return True
+
+    async def set_rules(self, room_id: str, rules: Mapping[str, str]) -> None:
+        state = self._rooms.get(room_id)
+        if state is not None:
+            state.rules = dict(rules)
+
+    async def set_admin(self, member: Member, admin: bool) -> None:
+        if admin:
+            self._admins[member.id] = member.name
+        else:
+            self._admins.pop(member.id, None)
+
+    async def is_admin(self, user_id: str) -> bool:
+        return user_id in self._admins
+
+    async def admins(self) -> list[Member]:
+        return [Member(uid, self._admins[uid]) for uid in sorted(self._admins)]
+
+    # -- sanctions ---------------------------------------------------------------------
+
+    def _sanctions(self, kind: str, scope: str | None) -> dict[str, Sanction] | None:
+        """The user id -> sanction table of ``kind`` in ``scope``; None: unknown room."""
+        if kind not in SANCTIONS or (scope is None and kind != "ban"):
+            raise ValueError(f"no {kind!r} sanction in scope {scope!r}")
+        if scope is None:
+            return self._global_bans
+        state = self._rooms.get(scope)
+        return None if state is None else state.sanctions.setdefault(kind, {})
+
+    async def impose(self, kind: str, scope: str | None, sanction: Sanction) -> None:
+        table = self._sanctions(kind, scope)
+        if table is not None:
+            table[sanction.user.id] = sanction
+
+    async def lift(self, kind: str, scope: str | None, user_id: str) -> bool:
+        table = self._sanctions(kind, scope)
+        return table is not None and table.pop(user_id, None) is not None
+
+    async def sanction(self, kind: str, scope: str | None, user_id: str) -> Sanction | None:
+        table = self._sanctions(kind, scope)
+        return None if table is None else table.get(user_id)
+
+    async def sanctions(self, kind: str, scope: str | None) -> list[Sanction]:
+        table = self._sanctions(kind, scope) or {}
+        return [table[uid] for uid in sorted(table)]
+
+    async def send_check(self, room_id: str, user_id: str) -> SendCheck:
+        state = self._rooms.get(room_id)
+        if state is None:
+            return SendCheck(None, None)
+        return SendCheck(state.rules.get("send"), state.sanctions.get("mute", {}).get(user_id))
 
     # -- presence ----------------------------------------------------------------------
 
@@ -253,6 +340,16 @@ class MemoryStore:
         state = self._rooms.get(room_id)
         users = state.users if state is not None else {}
         return [Member(id=uid, name=users[uid]) for uid in sorted(users)]
+
+    async def remove_from_room(self, room_id: str, user_id: str) -> list[str]:
+        state = self._rooms.get(room_id)
+        if state is None:
+            return []
+        sids = sorted(sid for sid, uid in state.sessions.items() if uid == user_id)
+        for sid in sids:
+            self._sessions[sid].rooms.discard(room_id)
+            self._leave(room_id, sid)
+        return sids
 
     async def node_sessions(self, node_id: str) -> list[str]:
         return sorted(self._node_sessions.get(node_id, ()))
@@ -354,6 +451,24 @@ class MemoryStore:
             return []
         first = state.first_seq
         return list(itertools.islice(state.entries, lo - first, hi - first + 1))
+
+    async def revise(
+        self,
+        log: str,
+        seq: int,
+        old_entry: str,
+        new_entry: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+    ) -> int | None:
+        state = self._logs.get(log)
+        if state is None or not state.first_seq <= seq <= state.seq:
+            return None
+        index = seq - state.first_seq
+        if state.entries[index] != old_entry:
+            return None
+        state.entries[index] = new_entry
+        return await self.append(log, entry_tail, fanouts)
 
     async def add_event(self, event: Event) -> None:
         self._emit(event, {})

@@ -7,7 +7,9 @@ SIGTERM, so the node leaves exactly as it does in production (goodbye, store clo
 
 Fixtures (load them with ``pytest_plugins = ["tests.node_fixtures"]`` in a test module):
 
-* ``backend``: ``"memory"`` or ``"redis"`` (parametrized: every test runs on both);
+* ``backend``: ``"memory"``, ``"redis"`` or ``"cluster"`` (a throwaway 3+3 Redis Cluster,
+  ``tests/redis_cluster_fixture.py``); parametrized: every test runs on each, except that
+  on the cluster only over websocket (see ``tests/conftest.py``);
 * ``transport``: ``"websocket"`` (a websocket from the start: the node's lean session),
   ``"polling"``, or ``"upgrade"`` (polling, then upgraded to a websocket: engine.io's
   queue until the node switches it to direct writes); parametrized where requested;
@@ -48,7 +50,7 @@ from server.settings import Settings
 REPO = Path(__file__).resolve().parent.parent
 STATIC_DIR = REPO / "static" / "demo"
 NAMESPACE = "/chat"
-BACKENDS = ("memory", "redis")
+BACKENDS = ("memory", "redis", "cluster")
 TRANSPORTS = ("websocket", "polling", "upgrade")
 TIMEOUT = 10.0  # only ever reached when something is broken
 
@@ -443,6 +445,12 @@ def store_settings(backend: str, request: pytest.FixtureRequest) -> dict[str, An
         request.getfixturevalue("redis_client")  # deletes the prefix's keys at teardown
         return {
             "redis_url": request.getfixturevalue("redis_url"),
+            "redis_prefix": request.getfixturevalue("key_prefix"),
+        }
+    if backend == "cluster":
+        request.getfixturevalue("redis_cluster_client")  # deletes the keys at teardown
+        return {
+            "redis_cluster_nodes": request.getfixturevalue("redis_cluster").nodes,
             "redis_prefix": request.getfixturevalue("key_prefix"),
         }
     raise ValueError(f"unknown backend {backend!r}")

@@ -13,6 +13,7 @@ Screenshots land in tests/artifacts/ (ignored by git).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -70,9 +71,14 @@ class Person:
         self.page.on("dialog", self._on_dialog)
         self.page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
         self.page.on("request", lambda req: self._check_url(req.url))
-        self.page.on("websocket", lambda ws: self._check_url(ws.url))
+        self.websockets: list[str] = []
+        self.page.on("websocket", self._on_websocket)
         self.failed: list[str] = []
         self.page.on("response", self._on_response)
+
+    def _on_websocket(self, ws: Any) -> None:
+        self._check_url(ws.url)
+        self.websockets.append(ws.url)
 
     def _on_dialog(self, dialog: Any) -> None:
         self.dialogs.append(dialog.message)
@@ -420,7 +426,12 @@ def test_jwt_login(browser: Any) -> None:
     node.start()
     try:
         token = jwt.encode(
-            {"sub": "dana", "name": "Dana", "attributes": {"city": "Oslo"}},
+            {
+                "sub": "dana",
+                "name": "Dana",
+                "attributes": {"city": "Oslo"},
+                "exp": int(time.time()) + 3600,  # required by default (--jwt-require-exp)
+            },
             secret,
             algorithm="HS256",
         )
@@ -439,7 +450,11 @@ def test_jwt_login(browser: Any) -> None:
         forger.open()
         forger.page.get_by_label("User id", exact=True).fill("dana")
         forger.page.get_by_label("Token", exact=False).fill(
-            jwt.encode({"sub": "dana"}, "not-the-secret-but-also-32-bytes-long", algorithm="HS256")
+            jwt.encode(
+                {"sub": "dana", "exp": int(time.time()) + 3600},
+                "not-the-secret-but-also-32-bytes-long",
+                algorithm="HS256",
+            )
         )
         forger.page.get_by_role("button", name="Log in", exact=True).click()
         expect(forger.page.get_by_test_id("notice-text")).to_have_text(
@@ -450,5 +465,30 @@ def test_jwt_login(browser: Any) -> None:
         for person in (dana, forger):
             person.check_clean()
             person.close()
+    finally:
+        node.stop()
+
+
+def test_fractional_ping_settings_on_the_default_transport_order(browser: Any) -> None:
+    """socket.io's JS client starts on long-polling and upgrades. With a fractional ping
+    interval the polling handshake used to say ``pingInterval: 0`` and the client dropped
+    with "ping timeout" over and over. Here it stays on one connection through many
+    ping rounds and keeps chatting."""
+    node = Node(free_port(), ["--ping-interval", "0.3", "--ping-timeout", "0.2"])
+    node.start()
+    try:
+        alice = Person(browser, node)
+        alice.open()
+        alice.login("alice", "Alice")
+        alice.create_room("quick pings")
+        alice.join("quick pings")
+        time.sleep(3)  # ten ping intervals
+        alice.expect_status(r"^connected$")
+        alice.send("still here")
+        alice.expect_message("Alice", "still here")
+        assert len(alice.websockets) == 1, alice.websockets  # upgraded once, never dropped
+        assert "ping timeout" not in node.log_tail(200)
+        alice.check_clean()
+        alice.close()
     finally:
         node.stop()

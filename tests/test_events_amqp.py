@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import aio_pika
 import aiohttp
+import pytest
 import pytest_asyncio
 
 from tests.node_fixtures import TIMEOUT, NodeFactory
@@ -36,6 +37,7 @@ async def consumer(amqp_url: str) -> AsyncIterator[EventConsumer]:
         await channel.exchange_delete(name)
 
 
+@pytest.mark.parametrize("backend", ["memory", "redis"])  # not on a Redis Cluster yet
 async def test_events_reach_the_exchange_with_routing_keys(
     node_factory: NodeFactory, consumer: EventConsumer
 ) -> None:
@@ -68,6 +70,7 @@ async def test_events_reach_the_exchange_with_routing_keys(
     assert forwarder["forwarded"] == 24 and forwarder["trimmed_before_forwarding"] == 0
 
 
+@pytest.mark.parametrize("backend", ["memory", "redis"])  # not on a Redis Cluster yet
 async def test_messages_are_persistent_and_carry_the_event_id(
     node_factory: NodeFactory, consumer: EventConsumer
 ) -> None:

@@ -99,8 +99,10 @@ async def make_stream(
         await client.aclose()
 
 
-def forwarder(stream: Stream, sink: RecordingSink, holder: str, maxlen: int) -> Forwarder:
-    return Forwarder(stream.log, sink, holder, lease_ttl=1.0, maxlen=maxlen, batch=50)
+def forwarder(
+    stream: Stream, sink: RecordingSink, holder: str, maxlen: int, lease_ttl: float = 1.0
+) -> Forwarder:
+    return Forwarder(stream.log, sink, holder, lease_ttl=lease_ttl, maxlen=maxlen, batch=50)
 
 
 async def test_forwards_in_order_and_resumes_after_the_last_confirmed(
@@ -126,7 +128,9 @@ async def test_forwards_in_order_and_resumes_after_the_last_confirmed(
 async def test_one_forwarder_at_a_time_and_takeover(make_stream: MakeStream) -> None:
     stream = make_stream(10_000)
     sink = RecordingSink()
-    a, b = forwarder(stream, sink, "node-a", 10_000), forwarder(stream, sink, "node-b", 10_000)
+    # A generous lease: a loaded machine must not make node-a miss a renewal here.
+    a = forwarder(stream, sink, "node-a", 10_000, lease_ttl=3.0)
+    b = forwarder(stream, sink, "node-b", 10_000, lease_ttl=3.0)
     a.start()
     await until(lambda: a.stats.active, "node-a to take the lease")
     b.start()
@@ -134,7 +138,7 @@ async def test_one_forwarder_at_a_time_and_takeover(make_stream: MakeStream) -> 
     await until(lambda: len(sink.events) >= 50, "50 events")
     assert a.stats.active and not b.stats.active
     assert b.stats.forwarded == 0
-    # node-a dies without releasing: node-b takes over once the lease (1 s) ran out.
+    # node-a dies without releasing: node-b takes over once the lease (3 s) ran out.
     assert a._task is not None
     a._task.cancel()
     await add(stream, 51, 80)

@@ -103,3 +103,26 @@ async def test_forgotten_room_starts_afresh() -> None:
     guard.deliver("room:r", published(9))  # re-joined later: no gap to repair
     assert [seq for _, seq in out] == [1, 9]
     assert log.reads == []
+
+
+def revision_packet(seq: int) -> str:
+    head, tail = event_packet_parts("gn_message_deleted")
+    return "\n" + head + f'{{"seq":{seq},"verb":"delete","object":{{"id":"m1"}}}}' + tail
+
+
+def test_deletions_and_edits_carry_a_seq_too() -> None:
+    assert message_seq(revision_packet(7)) == 7
+
+
+async def test_a_revision_read_back_is_delivered_as_what_it_was() -> None:
+    log = Log(1)
+    log.entries.append('{"seq":2,"verb":"delete","object":{"id":"m1"}}')
+    log.entries.append('{"seq":3,"id":"m3","verb":"send","text":"m3"}')
+    delivered: list[str] = []
+    guard = SequenceGuard(lambda ch, p: delivered.append(p), log.read_missed)
+    guard.deliver("room:r", published(1))
+    guard.deliver("room:r", published(4))  # 2 and 3 were missed: read back
+    await settle()
+    events = [p.split('["', 1)[1].split('"', 1)[0] for p in delivered]
+    assert events == ["message", "gn_message_deleted", "message", "message"]
+    assert [message_seq(p) for p in delivered] == [1, 2, 3, 4]

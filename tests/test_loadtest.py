@@ -8,6 +8,7 @@ succeeded, exit status), never timings: the machine may be busy.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,8 +21,9 @@ import pytest
 
 from benchmarks import servers
 from loadtest import payload, report, sio, ws
-from loadtest.cli import build_parser
+from loadtest.cli import build_parser, main
 from loadtest.harness import CommonConfig, Harness, Receiver
+from loadtest.scenarios.api import ApiConfig
 from loadtest.scenarios.chat import ChatConfig
 from loadtest.seqcheck import SeqLedger, SeqTracker
 from loadtest.stats import Histogram, bucket_of, bucket_value
@@ -259,8 +261,47 @@ def test_receiver_accounting_end_to_end() -> None:
 def test_help_documents_every_scenario() -> None:
     parser = build_parser()
     text = parser.format_help()
-    for name in ("chat", "idle", "churn", "direct"):
+    for name in ("chat", "idle", "churn", "direct", "api"):
         assert name in text
+
+
+def test_api_scenario_needs_a_key(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DINO_API_KEY"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "loadtest", "api", "--users", "2", "--duration", "1"],
+        cwd=servers.REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 2
+    assert "an API key is required: --api-key KEY or $DINO_API_KEY" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--users", "5", "--targets-per-call", "2"], "a multiple of --targets-per-call"),
+        (["--users", "2000", "--targets-per-call", "1001"], "between 1 and 1000"),
+        (["--rate", "0"], "--rate and --duration must be positive"),
+    ],
+)
+def test_api_scenario_bad_options(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["api", "--api-key", "k", *args])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_api_key_is_not_in_results() -> None:
+    h = Harness(CommonConfig(scenario="api", urls=["http://127.0.0.1:9"], progress=False))
+    result = report.build(h, ApiConfig(api_key="s3cret-key"))
+    assert "api_key" not in result["config"]["scenario"]
+    assert "s3cret-key" not in json.dumps(result)
+    assert "s3cret-key" not in repr(ApiConfig(api_key="s3cret-key"))
 
 
 # -- smoke runs against the psio baseline ------------------------------------
@@ -275,7 +316,10 @@ def psio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
         server.stop()
 
 
-def run_tool(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
+def run_tool(
+    tmp_path: Path, *args: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any], str]:
+    """``python -m loadtest ARGS``; ``env`` is added to this process's environment."""
     out = tmp_path / "result.json"
     proc = subprocess.run(
         [sys.executable, "-m", "loadtest", *args, "--json", str(out), "--quiet"],
@@ -283,6 +327,7 @@ def run_tool(tmp_path: Path, *args: str) -> tuple[int, dict[str, Any], str]:
         capture_output=True,
         text=True,
         timeout=120,
+        env={**os.environ, **(env or {})},
     )
     result = json.loads(out.read_text()) if out.exists() else {}
     return proc.returncode, result, proc.stdout + proc.stderr

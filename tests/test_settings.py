@@ -123,9 +123,20 @@ def test_every_option_has_an_environment_variable():
         "DINO_LOG_LEVEL": "WARNING",
         "DINO_COMPRESSION": "yes",
         "DINO_CORS_ORIGINS": "*",
+        "DINO_CONNECT_TIMEOUT": "7",
+        "DINO_HEADER_TIMEOUT": "8",
+        "DINO_MAX_CONNECTIONS": "100",
+        "DINO_MAX_CONNECTIONS_PER_ADDRESS": "10",
+        "DINO_MAX_USER_EVENTS_PER_SECOND": "11",
+        "DINO_MAX_USER_EVENT_BURST": "12",
+        "DINO_MAX_ROOMS_PER_USER_PER_HOUR": "13",
+        "DINO_MAX_NEW_CONVERSATIONS_PER_HOUR": "14",
+        "DINO_MAX_HISTORY_REPLY_BYTES": "15000",
+        "DINO_JWT_REQUIRE_EXP": "no",
         "DINO_API_KEYS": "old-key, new-key",
         "DINO_IDEMPOTENCY_TTL": "60",
         "DINO_MAX_API_BODY_BYTES": "4096",
+        "DINO_EDIT_WINDOW": "120",
         "DINO_EVENTS_MAXLEN": "500",
         "DINO_EVENTS_AMQP_URL": "amqp://u:secret@mq:5672/v",
         "DINO_EVENTS_AMQP_EXCHANGE": "ev",
@@ -153,16 +164,28 @@ def test_every_option_has_an_environment_variable():
         log_level="WARNING",
         compression=True,
         cors_origins=("*",),
+        connect_timeout=7.0,
+        header_timeout=8.0,
+        max_connections=100,
+        max_connections_per_address=10,
+        max_user_events_per_second=11.0,
+        max_user_event_burst=12,
+        max_rooms_per_user_per_hour=13,
+        max_new_conversations_per_hour=14,
+        max_history_reply_bytes=15000,
+        jwt_require_exp=False,
         api_keys=("old-key", "new-key"),
         idempotency_ttl=60.0,
         max_api_body_bytes=4096,
+        edit_window=120.0,
         events_maxlen=500,
         events_amqp_url="amqp://u:secret@mq:5672/v",
         events_amqp_exchange="ev",
         events_file="/tmp/ev.jsonl",
     )
-    # Every Settings field is reachable from the environment.
-    names = {f.name for f in dataclasses.fields(Settings)}
+    # Every Settings field is reachable from the environment (DINO_REDIS_CLUSTER_NODES
+    # excludes DINO_REDIS_URL: tests/test_redis_cluster.py reads it from the environment).
+    names = {f.name for f in dataclasses.fields(Settings)} - {"redis_cluster_nodes"}
     assert {f"DINO_{name.upper()}" for name in names} == set(env)
 
 

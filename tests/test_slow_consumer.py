@@ -18,7 +18,11 @@ MESSAGES = 800
 
 async def test_a_client_that_stops_reading_is_dropped_and_harms_nobody(node_factory) -> None:
     # Alice sends as fast as she can: lift the per-connection event rate for her.
-    node = await node_factory(send_buffer_bytes=64 * 1024, max_events_per_second=100_000)
+    node = await node_factory(
+        send_buffer_bytes=64 * 1024,
+        max_events_per_second=100_000,
+        max_user_events_per_second=100_000,
+    )
     alice = await node.client("websocket", user="alice")
     room_id = await alice.create("firehose")
     await alice.join(room_id)

@@ -8,6 +8,7 @@ server relies on cannot hold for one store only. Tests at the end cover what onl
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,6 +19,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
@@ -30,9 +32,10 @@ from storage.base import (
     Store,
     StoreUnavailable,
 )
-from storage.keys import KeySchema, key_schema_table, split_template
+from storage.keys import KeySchema, hash_tag, key_schema_table
 from storage.memory import MemoryStore
 from storage.redis_store import RedisStore
+from tests.redis_cluster_fixture import cluster_client_under
 from tests.redis_fixture import free_port, redis_client_under
 
 HISTORY_SIZE = 20
@@ -137,12 +140,52 @@ class RedisHarness:
         await self.store.close()
 
 
-@pytest_asyncio.fixture(params=["memory", "redis"])
+class ClusterHarness:
+    """A store on the test Redis Cluster; listening is SSUBSCRIBE on the channel's master,
+    the way a node's sharded broker hears appends."""
+
+    def __init__(self, client: RedisCluster, keys: KeySchema) -> None:
+        self._client = client
+        self._keys = keys
+        self._subscribers: list[tuple[redis.asyncio.Redis, PubSub]] = []
+        self.store: Store = RedisStore(client, keys, HISTORY_SIZE)
+
+    async def listen(self, channel: str) -> Inbox:
+        name = self._keys.channel(channel)
+        master = self._client.get_node_from_key(name)
+        assert master is not None
+        subscriber = redis.asyncio.Redis(
+            host=master.host, port=int(master.port), decode_responses=True
+        )
+        pubsub = subscriber.pubsub()
+        self._subscribers.append((subscriber, pubsub))
+        await pubsub.ssubscribe(name)
+        while (await pubsub.get_message(timeout=5.0) or {}).get("type") != "ssubscribe":
+            pass
+        return PubSubInbox(pubsub)
+
+    async def close(self) -> None:
+        for subscriber, pubsub in self._subscribers:
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py
+            await subscriber.aclose()
+        await self.store.close()
+
+
+@pytest_asyncio.fixture(params=["memory", "redis", "cluster"])
 async def harness(request: pytest.FixtureRequest, key_prefix: str) -> AsyncIterator[Harness]:
     if request.param == "memory":
         memory = MemoryHarness()
         yield memory
         await memory.close()
+        return
+    if request.param == "cluster":
+        nodes: str = request.getfixturevalue("redis_cluster").nodes
+        async with cluster_client_under(nodes, key_prefix) as cluster:
+            on_cluster = ClusterHarness(cluster, KeySchema(key_prefix))
+            try:
+                yield on_cluster
+            finally:
+                await on_cluster.close()
         return
     # Looked up lazily so that the memory half does not need a Redis server.
     url: str = request.getfixturevalue("redis_url")
@@ -260,7 +303,7 @@ async def test_concurrent_creates_of_one_name_exactly_one_wins(store: Store) -> 
     winners = [r for r in results if not isinstance(r, BaseException)]
     losers = [r for r in results if isinstance(r, BaseException)]
     assert len(winners) == 1
-    assert all(isinstance(e, RoomNameTaken) for e in losers)
+    assert all(isinstance(e, RoomNameTaken) for e in losers), losers
     assert await store.list_rooms() == [RoomSummary(winners[0].id, "contested", 0)]
 
 
@@ -490,8 +533,8 @@ async def test_history_edge_cases(store: Store) -> None:
 async def test_append_publishes_head_entry_tail(harness: Harness) -> None:
     inbox = await harness.listen("room:a")
     fanout = Fanout("room:a", 'sid\n42["message",', "]")
-    seq = await harness.store.append("log:a", text_tail("hello"), [fanout])
-    [entry] = await harness.store.history("log:a", before=None, since=None, limit=1)
+    seq = await harness.store.append("room:a", text_tail("hello"), [fanout])
+    [entry] = await harness.store.history("room:a", before=None, since=None, limit=1)
     assert seq_of(entry) == seq
     assert await inbox.take(1) == ['sid\n42["message",' + entry + "]"]
 
@@ -509,7 +552,7 @@ async def test_append_publishes_on_every_fanout(harness: Harness) -> None:
 
 async def test_append_without_fanout_publishes_nothing(harness: Harness) -> None:
     inbox = await harness.listen("room:a")
-    await harness.store.append("log:a", "}")
+    await harness.store.append("room:a", "}")
     assert await inbox.take(1, timeout=0.2) == []
 
 
@@ -517,7 +560,7 @@ async def test_concurrent_appends_arrive_in_seq_order(harness: Harness) -> None:
     inbox = await harness.listen("room:a")
     fanout = Fanout("room:a", "[", "]")
     appended = await asyncio.gather(
-        *(harness.store.append("log:a", text_tail(f"m{i}"), [fanout]) for i in range(50))
+        *(harness.store.append("room:a", text_tail(f"m{i}"), [fanout]) for i in range(50))
     )
     assert sorted(appended) == list(range(1, 51))
     received = await inbox.take(50)
@@ -609,14 +652,14 @@ ONCE = Dedupe("client-1", 60_000)
 async def test_append_once_stores_a_retry_once(harness: Harness) -> None:
     inbox = await harness.listen("room:a")
     fanout = Fanout("room:a", "[", "]")
-    first = await harness.store.append_once("log:a", text_tail("hello"), [fanout], ONCE)
+    first = await harness.store.append_once("room:a", text_tail("hello"), [fanout], ONCE)
     assert first.original is None
-    retry = await harness.store.append_once("log:a", text_tail("hello again"), [fanout], ONCE)
+    retry = await harness.store.append_once("room:a", text_tail("hello again"), [fanout], ONCE)
     assert retry.seq == first.seq
     assert retry.original is not None and json.loads(retry.original)["text"] == "hello"
-    assert await seqs(harness.store, "log:a") == [first.seq]
+    assert await seqs(harness.store, "room:a") == [first.seq]
     assert len(await inbox.take(2, timeout=0.3)) == 1  # the retry published nothing
-    other_key = await harness.store.append_once("log:a", "}", [], Dedupe("client-2", 60_000))
+    other_key = await harness.store.append_once("room:a", "}", [], Dedupe("client-2", 60_000))
     other_log = await harness.store.append_once("log:b", "}", [], ONCE)  # keys are per log
     assert (other_key.original, other_log.original) == (None, None)
     assert (other_key.seq, other_log.seq) == (first.seq + 1, 1)
@@ -663,7 +706,7 @@ async def test_two_nodes_share_presence_and_order(redis_url: str, key_prefix: st
         inbox = await listener.listen("room")
         fanout = Fanout("room", "", "")
         await asyncio.gather(
-            *(node.append("log", "}", [fanout]) for _ in range(25) for node in (node_a, node_b))
+            *(node.append("room", "}", [fanout]) for _ in range(25) for node in (node_a, node_b))
         )
         assert [seq_of(text) for text in await inbox.take(50)] == list(range(1, 51))
         await listener.close()
@@ -746,22 +789,60 @@ async def test_no_presence_keys_outlive_their_sessions(
 # -- KeySchema ------------------------------------------------------------------------------
 
 
-def test_split_template_rebuilds_the_key() -> None:
+def test_keys_of_one_owner_share_a_hash_tag() -> None:
     keys = KeySchema("p:")
-    head, tail = split_template(keys.room_users)
-    assert head + "r:1" + tail == keys.room_users("r:1") == "p:room:r:1:users"
+    assert keys.room_users("r:1") == "p:{room:r:1}:users"
+    room = {keys.room_info("r"), keys.room_users("r"), keys.log("room:r"), keys.channel("room:r")}
+    assert {hash_tag(key) for key in room} == {"room:r"}
+    session = {keys.session_info("s"), keys.session_rooms("s")}
+    assert {hash_tag(key) for key in session} == {"session:s"}
+    assert hash_tag(keys.rooms()) == hash_tag(keys.room_names()) == "rooms"
+    assert hash_tag(keys.log("dm:1:a:b")) == hash_tag(keys.log_seq("dm:1:a:b"))
+    # A brace in an id ends the tag early, for every key of that owner alike.
+    assert hash_tag(keys.room_info("a}b")) == hash_tag(keys.log("room:a}b")) == "room:a"
+
+
+def test_channel_name_inverts_channel() -> None:
+    keys = KeySchema("dino:")
+    for name in ("room:x", "user:a}b:ch", ""):
+        assert keys.channel_name(keys.channel(name)) == name
+
+
+def test_a_prefix_with_braces_is_refused() -> None:
+    with pytest.raises(ValueError, match="must not contain"):
+        KeySchema("dino{x}:")
 
 
 def test_ids_with_colons_cannot_alias_other_keys() -> None:
     keys = KeySchema()
-    assert keys.room_info("x:users") != keys.room_users("x")
+    assert keys.room_info("x}:users") != keys.room_users("x")
     assert keys.log("x:seq") != keys.log_seq("x")
+    assert keys.log("x}:seq") != keys.log_seq("x")
     assert keys.session_info("x:rooms") != keys.session_rooms("x")
+    every = [
+        getattr(keys, name)(*(["x"] * len(inspect.signature(getattr(keys, name)).parameters)))
+        for name in vars(KeySchema)
+        if not name.startswith("_") and name != "channel_name"
+    ]
+    assert len(set(every)) == len(every)
 
 
 def test_key_schema_table_lists_every_key() -> None:
     table = key_schema_table(KeySchema("dino:"))
-    assert "| `dino:room:{room_id}:users` | hash |" in table
-    assert "| `dino:ch:{name}` | channel |" in table
-    public = [name for name in vars(KeySchema) if not name.startswith("_")]
+    assert "| `dino:{room:<room_id>}:users` | hash |" in table
+    assert "| `dino:{<name>}:ch` | channel |" in table
+    public = [n for n in vars(KeySchema) if not n.startswith("_") and n != "channel_name"]
     assert len(table.splitlines()) == 2 + len(public)
+
+
+async def test_concurrent_renames_agree_everywhere(store: Store) -> None:
+    """Of concurrent renames one wins, and the room, the index and the names agree."""
+    room_id = await new_room(store, "start")
+    await asyncio.gather(*(store.rename_room(room_id, f"name {i}") for i in range(10)))
+    room = await store.get_room(room_id)
+    assert room is not None
+    assert await store.list_rooms() == [RoomSummary(room_id, room.name, 0)]
+    other = await new_room(store, "start")  # the old name is free again
+    for i in range(10):  # and every losing name too
+        if f"name {i}" != room.name:
+            assert await store.rename_room(other, f"name {i}") is not None

@@ -12,6 +12,17 @@ from server.node import Node
 
 from .base import NotFoundHandler
 from .messages import BroadcastHandler, MessagesHandler
+from .moderation import (
+    KickHandler,
+    MuteHandler,
+    MuteListHandler,
+    RoomMessageHandler,
+    RoomRoleHandler,
+    RoomRulesHandler,
+    SanctionHandler,
+    SanctionListHandler,
+    UserRoleHandler,
+)
 from .openapi import OpenApiHandler
 from .rooms import (
     RoomAclHandler,
@@ -37,6 +48,17 @@ def routes(node: Node) -> list[tuple[str, Any, dict[str, Any]]]:
         (rf"/api/v1/rooms/{_ID}/history", RoomHistoryHandler),
         (rf"/api/v1/users/{_ID}", UserHandler),
         (rf"/api/v1/users/{_ID}/disconnect", UserDisconnectHandler),
+        (rf"/api/v1/users/{_ID}/role", UserRoleHandler),
+        (rf"/api/v1/rooms/{_ID}/roles/{_ID}", RoomRoleHandler),
+        (rf"/api/v1/rooms/{_ID}/users/{_ID}/kick", KickHandler),
+        (rf"/api/v1/rooms/{_ID}/bans", SanctionListHandler),
+        (rf"/api/v1/rooms/{_ID}/bans/{_ID}", SanctionHandler),
+        (rf"/api/v1/rooms/{_ID}/mutes", MuteListHandler),
+        (rf"/api/v1/rooms/{_ID}/mutes/{_ID}", MuteHandler),
+        (r"/api/v1/bans", SanctionListHandler),
+        (rf"/api/v1/bans/{_ID}", SanctionHandler),
+        (rf"/api/v1/rooms/{_ID}/rules", RoomRulesHandler),
+        (rf"/api/v1/rooms/{_ID}/messages/{_ID}", RoomMessageHandler),
         (r"/api(?:/.*)?", NotFoundHandler),
     ]
     return [(path, handler, {"node": node}) for path, handler in handlers]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from core.access import ACTIONS
 from core.messages import MAX_HISTORY_LIMIT
+from core.sanctions import MAX_DURATION_SECONDS
 
 from ..validation import MAX_ID_CHARS, MAX_NAME_CHARS
 from .base import ApiHandler
@@ -76,11 +78,79 @@ SCHEMAS: dict[str, Schema] = {
             "seq": {"type": "integer", "minimum": 1, "description": "position in its log"},
             "id": {"type": "string"},
             "published": {"type": "string", "format": "date-time"},
-            "verb": {"const": "send"},
+            "verb": {
+                "enum": ["send", "delete", "edit"],
+                "description": "send: a message; delete / edit: the entry that deleted or "
+                "edited the message named by object.id",
+            },
             "actor": {"type": "object", "required": ["id", "summary"]},
             "target": {"type": "object", "required": ["id", "objectType"]},
-            "object": {"type": "object", "required": ["content", "objectType"]},
+            "object": {
+                "type": "object",
+                "description": "a deleted message has no content",
+            },
+            "deleted": {"type": "string", "format": "date-time"},
+            "updated": {"type": "string", "format": "date-time"},
         },
+    },
+    "Revision": {
+        "type": "object",
+        "description": "The log entry that deleted or edited a message (own seq); members "
+        "receive it as gn_message_deleted / gn_message_edited.",
+        "required": ["seq", "id", "published", "verb", "target", "object"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 1},
+            "id": {"type": "string"},
+            "published": {"type": "string", "format": "date-time"},
+            "verb": {"enum": ["delete", "edit"]},
+            "target": {"type": "object", "required": ["id", "objectType"]},
+            "object": {
+                "type": "object",
+                "required": ["id", "seq"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "seq": {"type": "integer"},
+                    "content": {"type": "string"},
+                },
+            },
+        },
+    },
+    "Sanction": {
+        "type": "object",
+        "description": "A ban or a mute in force",
+        "required": ["user", "reason", "by", "expires"],
+        "properties": {
+            "user": _USER_REF,
+            "reason": {"type": "string"},
+            "by": {"type": ["string", "null"], "description": "who imposed it; null: the API"},
+            "expires": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "UTC; null: until lifted",
+            },
+        },
+    },
+    "SanctionRequest": {
+        "type": "object",
+        "properties": {
+            "reason": {"type": "string", "maxLength": 512},
+            "duration": {
+                "description": "'30s', '15m', '2h', '7d', seconds, or null (until lifted)",
+                "oneOf": [
+                    {"type": "string", "pattern": r"^\s*\d{1,9}\s*[smhd]?\s*$"},
+                    {"type": "integer", "minimum": 1, "maximum": MAX_DURATION_SECONDS},
+                    {"type": "null"},
+                ],
+            },
+        },
+    },
+    "Rules": {
+        "type": "object",
+        "description": "action -> rule. A rule is an object of attribute -> condition "
+        "(all must hold) or a list of such objects (any may hold). A condition is a value "
+        "list 'a,b', a range 'min:max', {'in': [values]}, {'min': n, 'max': n} or "
+        "{'not': condition}. null removes the action's rule.",
+        "propertyNames": {"enum": list(ACTIONS)},
     },
     "MessageRequest": {
         "type": "object",
@@ -117,12 +187,14 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Room": {
         "type": "object",
-        "required": ["id", "name", "owners", "acl"],
+        "required": ["id", "name", "owners", "acl", "moderators", "rules"],
         "properties": {
             "id": {"type": "string"},
             "name": {"type": "string"},
             "owners": {"type": "array", "items": _USER_REF},
             "acl": {"type": "object", "additionalProperties": {"type": "string"}},
+            "moderators": {"type": "array", "items": _USER_REF},
+            "rules": {"type": "object", "description": "access rules per action"},
         },
     },
     "RoomRequest": {
@@ -198,6 +270,7 @@ def _body(name: str) -> Schema:
 
 
 _NOT_FOUND = {"404": _error("no such room or user")}
+_CONFLICT = {"409": _error("the message changed meanwhile; retry")}
 
 PATHS: dict[str, Schema] = {
     "/messages": {
@@ -334,6 +407,184 @@ PATHS: dict[str, Schema] = {
         ),
     },
 }
+
+
+_ROOM_AND_USER = [_ROOM_ID, _USER_ID]
+_FORBIDDEN = {"403": _error("refused: the rank of the user acted upon, or yourself")}
+_SANCTION_PATHS: dict[str, Schema] = {}
+for _kind, _scope, _params in (
+    ("ban", "/rooms/{room_id}/bans", [_ROOM_ID]),
+    ("mute", "/rooms/{room_id}/mutes", [_ROOM_ID]),
+    ("ban", "/bans", []),
+):
+    _where = "in every room (closes the user's sessions, refuses login)" if not _params else ""
+    _SANCTION_PATHS[_scope] = {
+        **({"parameters": _params} if _params else {}),
+        "get": _op(
+            f"The {_kind}s in force {_where}".strip(),
+            {**_ok(f"{_kind}s by user id", _items(_ref("Sanction"))), **_NOT_FOUND},
+        ),
+    }
+    _SANCTION_PATHS[_scope + "/{user_id}"] = {
+        "parameters": [*_params, _USER_ID],
+        "put": _op(
+            f"{_kind.capitalize()} a user {_where}; their sessions receive gn_{_kind}ned".replace(
+                "gn_mutened", "gn_muted"
+            ).replace("gn_banned", "gn_banned"),
+            {**_ok(f"the {_kind}", _ref("Sanction")), **_NOT_FOUND, **_FORBIDDEN},
+            requestBody={"required": False, "content": _json(_ref("SanctionRequest"))},
+        ),
+        "delete": _op(
+            f"Lift a {_kind}",
+            {
+                **_ok(f"the {_kind} lifted", _ref("Sanction")),
+                "404": _error(f"no such room, or no {_kind} in force"),
+            },
+        ),
+    }
+
+PATHS.update(_SANCTION_PATHS)
+PATHS.update(
+    {
+        "/rooms/{room_id}/roles/{user_id}": {
+            "parameters": _ROOM_AND_USER,
+            "put": _op(
+                "Make a user an owner or moderator of a room, or neither",
+                {**_ok("the room", _ref("Room")), **_NOT_FOUND},
+                requestBody={
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "required": ["role"],
+                            "properties": {"role": {"enum": ["owner", "moderator", "none"]}},
+                        }
+                    ),
+                },
+            ),
+        },
+        "/users/{user_id}/role": {
+            "parameters": [_USER_ID],
+            "put": _op(
+                "Make a user a global admin (every right in every room), or not",
+                _ok(
+                    "the user and role",
+                    {
+                        "type": "object",
+                        "required": ["id", "summary", "role"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "summary": {"type": "string"},
+                            "role": {"enum": ["admin", "none"]},
+                        },
+                    },
+                ),
+                requestBody={
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "required": ["role"],
+                            "properties": {"role": {"enum": ["admin", "none"]}},
+                        }
+                    ),
+                },
+            ),
+        },
+        "/rooms/{room_id}/users/{user_id}/kick": {
+            "parameters": _ROOM_AND_USER,
+            "post": _op(
+                "Every session of the user leaves the room on every node (gn_kicked); "
+                "the members receive gn_user_kicked",
+                {
+                    **_ok(
+                        "who left",
+                        {
+                            "type": "object",
+                            "required": ["room", "user", "sessions"],
+                            "properties": {
+                                "room": {"type": "string"},
+                                "user": {"type": "string"},
+                                "sessions": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                    ),
+                    **_NOT_FOUND,
+                },
+                requestBody={
+                    "required": False,
+                    "content": _json(
+                        {"type": "object", "properties": {"reason": {"type": "string"}}}
+                    ),
+                },
+            ),
+        },
+        "/rooms/{room_id}/rules": {
+            "parameters": [_ROOM_ID],
+            "get": _op(
+                "A room's access rules per action",
+                {
+                    **_ok(
+                        "the rules",
+                        {"type": "object", "required": ["rules"], "properties": {"rules": {}}},
+                    ),
+                    **_NOT_FOUND,
+                },
+            ),
+            "put": _op(
+                "Replace a room's access rules per action; members who no longer meet "
+                "the join rule leave it (gn_kicked, reason 'access rules changed')",
+                {
+                    **_ok(
+                        "the rules",
+                        {"type": "object", "required": ["rules"], "properties": {"rules": {}}},
+                    ),
+                    **_NOT_FOUND,
+                },
+                requestBody={
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "required": ["rules"],
+                            "properties": {"rules": _ref("Rules")},
+                        }
+                    ),
+                },
+            ),
+        },
+        "/rooms/{room_id}/messages/{message_id}": {
+            "parameters": [
+                _ROOM_ID,
+                {
+                    "name": "message_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                },
+            ],
+            "delete": _op(
+                "Delete a message: history keeps it without content; members receive "
+                "gn_message_deleted",
+                {**_ok("the deleting entry", _ref("Revision")), **_NOT_FOUND, **_CONFLICT},
+            ),
+            "patch": _op(
+                "Edit a message: history shows the new content; members receive gn_message_edited",
+                {**_ok("the editing entry", _ref("Revision")), **_NOT_FOUND, **_CONFLICT},
+                requestBody={
+                    "required": True,
+                    "content": _json(
+                        {
+                            "type": "object",
+                            "required": ["content"],
+                            "properties": {"content": {"type": "string", "minLength": 1}},
+                        }
+                    ),
+                },
+            ),
+        },
+    }
+)
 
 
 def document() -> Schema:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from core import messages, rooms
+from core.access import rules_json
 from core.messages import MAX_HISTORY_LIMIT, Target
 from core.pushes import Activity
 from storage.base import Member, Room
@@ -26,6 +27,10 @@ def room_json(room: Room) -> dict[str, Any]:
         "name": room.name,
         "owners": [{"id": uid, "summary": name} for uid, name in sorted(room.owners.items())],
         "acl": dict(sorted(room.acl.items())),
+        "moderators": [
+            {"id": uid, "summary": name} for uid, name in sorted(room.moderators.items())
+        ],
+        "rules": rules_json(room),
     }
 
 
