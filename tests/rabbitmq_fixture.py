@@ -193,5 +193,6 @@ class EventConsumer:
 
     async def close(self) -> None:
         if self._connection is not None:
+            # Bounded: a robust connection in the middle of reconnecting may never answer.
             with contextlib.suppress(Exception):
-                await self._connection.close()
+                await asyncio.wait_for(self._connection.close(), 10)

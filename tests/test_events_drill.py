@@ -5,13 +5,15 @@ the consumer at least once, each log in order; duplicates are reported, not fail
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 
 from benchmarks.events_drill import drill
 
 
 async def test_no_event_lost_across_a_node_kill_and_a_broker_restart() -> None:
-    report = await drill(messages=240, rate=30.0, log=False)
+    # Bounded, so that a broker that never comes back fails the test instead of hanging.
+    report = await asyncio.wait_for(drill(messages=240, rate=30.0, log=False), 400)
     print(f"\nevents drill: {asdict(report)}")
     assert report.notes == []
     assert report.missing == 0
