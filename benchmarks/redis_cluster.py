@@ -198,7 +198,10 @@ def run(name: str, backend: contextlib.AbstractContextManager[tuple[list[str], l
           f"{in_window / redis_cpu:,.0f} messages per Redis CPU-second; of that, idle cost "
           f"(cron, cluster bus, heartbeats) {idle_cpu:.2f} s, so per message "
           f"{(redis_cpu - idle_cpu) / in_window * 1e6:.1f} µs beyond idle")  # fmt: skip
-    print("node CPU µs per message (whole run): " + ", ".join(f"{c:.0f}" for c in node_cpu))
+    print(
+        "node CPU µs per message, its 10 deliveries included (sending phase): "
+        + ", ".join(f"{c:.0f}" for c in node_cpu)
+    )
     for i, count in enumerate(received):
         own = results[i]["traffic"]["send_ok"] if i < 2 else 0
         print(f"node{'ABC'[i]} received {count} pub/sub messages; its own rooms' messages: "

@@ -42,7 +42,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks import servers
 
 HERE = Path(__file__).resolve().parent
-HAND_WRITTEN = "<!-- Sections below come from other scripts; run_benchmarks.py keeps them. -->"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 TARGETS = ("psio", "dino", "dino-2nodes")
 
@@ -180,6 +179,8 @@ def run_one(
 
 
 # -- BENCHMARKS.md -----------------------------------------------------------
+
+HAND_RUN_MARK = "<!-- sections below: other scripts, kept by run_benchmarks.py -->"
 
 
 def machine() -> list[str]:
@@ -395,11 +396,11 @@ def main() -> int:
                 results.setdefault(sc.name, []).append(old)
     for rows in results.values():
         rows.sort(key=lambda r: TARGETS.index(r["bench"]["target"]))
+    # Sections written by hand from other scripts (below HAND_RUN_MARK) are kept.
     out = Path(args.out)
-    # Sections measured by other scripts (the event stream's) follow a marker: kept.
     previous = out.read_text() if out.exists() else ""
-    kept = previous[previous.index(HAND_WRITTEN) :] if HAND_WRITTEN in previous else ""
-    out.write_text(markdown(results, args.quick) + "\n" + kept)
+    kept = previous[previous.index(HAND_RUN_MARK) :] if HAND_RUN_MARK in previous else ""
+    out.write_text(markdown(results, args.quick) + "\n" + (f"\n{kept}" if kept else ""))
     print(f"\nwrote {args.out}")
     return 1 if failed else 0
 

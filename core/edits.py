@@ -86,7 +86,12 @@ async def _revise(
     )
     if seq is None:
         raise Conflict(f"message '{entry.get('id')}' changed meanwhile; try again")
-    return {"seq": seq, **revision}
+    stored: pushes.Activity = {"seq": seq}
+    if "epoch" in entry:
+        # The revision is in the original's epoch: revise found the original unchanged,
+        # so the log has not started again since.
+        stored["epoch"] = entry["epoch"]
+    return {**stored, **revision}
 
 
 async def delete(node: Node, target: Target, message_id: str, by: Member | None) -> pushes.Activity:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass
 
@@ -10,11 +11,12 @@ import ujson
 from server.hub import Session
 from server.node import Node
 from server.wire import activity_tail
-from storage.base import Dedupe, Member
+from storage.base import Dedupe, Member, Position
 
 from . import events, pushes, roles
+from .clock import now_ms
 from .errors import BadRequest
-from .names import conversation_log, room_channel, room_log, user_channel
+from .names import conversation_log, log_ref, room_channel, room_log, user_channel
 from .rooms import get_room
 from .sanctions import check_sender
 
@@ -68,20 +70,30 @@ async def send(
     kind = object_type or ("group" if target.kind == "room" else "private")
     message = pushes.message(str(uuid.uuid4()), sender, target.kind, target.id, content, kind)
     tail = activity_tail(message)
+    if target.kind == "user":
+        # The recipient's conversation list shows this one first, and the sender's when
+        # a user sent it (a backend's notifier is no user: it keeps no list).
+        at = now_ms()
+        touches = [node.store.add_user_logs(target.id, [log_ref("user", sender.id)], at)]
+        if from_session is not None:
+            touches.append(node.store.add_user_logs(sender.id, [log_ref("user", target.id)], at))
+        await asyncio.gather(*touches)
+    dedupe = None
+    if idempotency_key is not None:
+        ttl_ms = int(node.settings.idempotency_ttl * 1000)
+        dedupe = Dedupe(f"{sender.id}\n{idempotency_key}", ttl_ms)
     event = events.message_sent(node, message, log)
-    if idempotency_key is None:
-        seq = await node.append_and_publish(
-            log, tail, channels, pushes.MESSAGE_EVENT, skip, stream_event=event
-        )
-        return {"seq": seq, **message}
-    dedupe = Dedupe(f"{sender.id}\n{idempotency_key}", int(node.settings.idempotency_ttl * 1000))
-    appended = await node.append_once(
+    appended = await node.append_entry(
         log, tail, channels, pushes.MESSAGE_EVENT, skip, dedupe, stream_event=event
     )
     if appended.original is not None:
         first: pushes.Activity = ujson.loads(appended.original)
         return first
-    return {"seq": appended.seq, **message}
+    if from_session is not None:
+        # One's own message is read: it does not count as unread for the sender.
+        position = Position(appended.epoch, appended.seq)
+        await node.store.move_position(sender.id, log, "read", position)
+    return {"seq": appended.seq, "epoch": appended.epoch, **message}
 
 
 async def history(

@@ -34,3 +34,9 @@ def conversation_log(user_a: str, user_b: str) -> str:
     pair's name even when ids contain the separator."""
     first, second = sorted((user_a, user_b))
     return f"dm:{len(first)}:{first}:{second}"
+
+
+def log_ref(kind: str, target_id: str) -> str:
+    """How a user's list of conversations names one: ``room:<id>`` or ``user:<other id>``
+    (the kind never contains ':', so the first ':' splits it back)."""
+    return f"{kind}:{target_id}"

@@ -32,6 +32,10 @@ MESSAGE_EDITED_EVENT = "gn_message_edited"
 ACL_CHANGED_EVENT = "gn_acl_changed"
 # Log entries that change an earlier one: the push event each is delivered as.
 REVISION_EVENTS = {"delete": MESSAGE_DELETED_EVENT, "edit": MESSAGE_EDITED_EVENT}
+GAP_EVENT = "gn_gap"
+RESUME_EVENT = "gn_resume"
+MESSAGE_READ_EVENT = "gn_message_read"
+MESSAGE_RECEIVED_EVENT = "gn_message_received"
 
 
 def connected() -> Activity:
@@ -90,6 +94,7 @@ def history_entry(message: Activity) -> Activity:
     entry: Activity = {
         "id": message.get("id"),
         "seq": message.get("seq"),
+        "epoch": message.get("epoch"),
         "content": message.get("object", {}).get("content"),
         "summary": sender.get("summary"),
         "published": message.get("published"),
@@ -301,4 +306,31 @@ def access_reply(room: Room, rules: dict[str, Any]) -> Activity:
             ],
             "rules": rules,
         },
+    }
+
+
+def log_target(kind: str, target_id: str) -> Activity:
+    """A log as a target: a room, or the conversation with a user."""
+    return {"id": target_id, "objectType": kind}
+
+
+def gap(kind: str, target_id: str, first: int, last: int, epoch: str | None) -> Activity:
+    """gn_gap: messages ``first``..``last`` of the log cannot be replayed (trimmed)."""
+    return {"target": log_target(kind, target_id), "from": first, "to": last, "epoch": epoch}
+
+
+def resume_reply(outcomes: Iterable[Activity]) -> Activity:
+    """gn_resume: per log, what resuming it did."""
+    return {"verb": "resume", "object": {"objectType": "logs", "attachments": list(outcomes)}}
+
+
+def receipt(verb: str, reader: Member, kind: str, target_id: str, seq: int, epoch: str) -> Activity:
+    """gn_message_read / gn_message_received: ``reader`` has read (received) the log up
+    to ``seq``."""
+    return {
+        "verb": verb,
+        "actor": actor(reader),
+        "target": log_target(kind, target_id),
+        "object": {"seq": seq, "epoch": epoch},
+        "published": now_rfc3339(),
     }

@@ -18,11 +18,14 @@ from server.node import Node
 from storage.base import Member, Room, RoomNameTaken, RoomSummary
 
 from . import access, acl, events, pushes, roles
+from .clock import now_ms
 from .control import leave_op, recheck_op
 from .errors import BadRequest, Conflict, NotFound
-from .names import room_channel, room_log
+from .names import log_ref, room_channel, room_log
 from .sanctions import require_not_banned
 from .sessions import announce_joined, announce_left
+from .status import invisible_ids, visible_members
+from .visibility import sees_invisible
 
 
 @dataclass(frozen=True)
@@ -87,8 +90,9 @@ async def list_all(node: Node, viewer: Session | None = None) -> list[RoomSummar
     return shown
 
 
-async def join(node: Node, session: Session, room_id: str) -> Joined:
-    """Put the session in the room; it receives everything published there from now on."""
+async def join(node: Node, session: Session, room_id: str, *, with_history: bool = True) -> Joined:
+    """Put the session in the room; it receives everything published there from now on.
+    The room joins the user's conversations (``core.conversations``) until they leave."""
     assert session.member is not None
     room = await get_room(node, room_id)
     await roles.require_access(node, room, session.member, session.attributes, "join")
@@ -104,12 +108,18 @@ async def join(node: Node, session: Session, room_id: str) -> Joined:
             await node.hub.unlisten(channel, session.sid)
         raise
     session.rooms.add(room.id)
-    entries = await node.store.history(
-        room_log(room.id), before=None, since=None, limit=node.settings.history_on_join
-    )
+    await node.store.add_user_logs(session.member.id, [log_ref("room", room.id)], now_ms())
+    entries = []
+    if with_history:
+        entries = await node.store.history(
+            room_log(room.id), before=None, since=None, limit=node.settings.history_on_join
+        )
     members = await node.store.room_members(room.id)
-    if first_session:
+    hidden = await invisible_ids(node, [m.id for m in members])
+    if first_session and session.member.id not in hidden:
         await announce_joined(node, session.member, room.id, session.sid)
+    if not await sees_invisible(node, session):
+        members = [m for m in members if m.id not in hidden or m.id == session.member.id]
     return Joined(room, [ujson.loads(e) for e in entries], members)
 
 
@@ -121,8 +131,10 @@ async def leave(node: Node, session: Session, room_id: str) -> None:
     user_left = await node.store.leave_room(room_id, session.sid, event=left)
     session.rooms.discard(room_id)
     await node.hub.unlisten(room_channel(room_id), session.sid)
-    if user_left:
-        await announce_left(node, session.member, room_id)
+    if user_left:  # their last session left: the room leaves their conversations
+        await node.store.remove_user_log(session.member.id, log_ref("room", room_id))
+        if not await invisible_ids(node, [session.member.id]):
+            await announce_left(node, session.member, room_id)
 
 
 async def members(node: Node, room_id: str, viewer: Session | None) -> list[Member]:
@@ -131,7 +143,7 @@ async def members(node: Node, room_id: str, viewer: Session | None) -> list[Memb
     if viewer is not None:
         assert viewer.member is not None
         await roles.require_access(node, room, viewer.member, viewer.attributes, "users")
-    return await node.store.room_members(room.id)
+    return await visible_members(node, await node.store.room_members(room.id), viewer)
 
 
 async def set_acl(node: Node, room_id: str, rules: Mapping[str, str], by: Member | None) -> None:

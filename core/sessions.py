@@ -28,9 +28,17 @@ async def connect(node: Node, sid: str, eio_sid: str, token: str | None) -> Sess
 
 
 async def login(
-    node: Node, session: Session, claimed: Identity, token: str | None
+    node: Node,
+    session: Session,
+    claimed: Identity,
+    token: str | None,
+    *,
+    hold_user_channel: bool = False,
 ) -> tuple[Member, dict[str, str]]:
-    """Authenticate the session as a user; returns who it is and their attributes."""
+    """Authenticate the session as a user; returns who it is and their attributes.
+
+    ``hold_user_channel``: the user's direct messages are held back from the session
+    (``Hub.hold``) from the moment it listens, for a resume to release."""
     identity = node.auth.authenticate(claimed, token or session.token)
     assert identity.id is not None  # every authenticator guarantees an id
     if session.member is not None and session.member.id != identity.id:
@@ -43,9 +51,16 @@ async def login(
     member = Admin(identity.id, name) if "admin" in identity.roles else Member(identity.id, name)
     login_event = events.login(node, member, session.sid)
     await node.store.register_session(session.sid, member, node.node_id, event=login_event)
-    await node.hub.listen(user_channel(member.id), session.sid)
+    if hold_user_channel:
+        node.hub.hold(user_channel(member.id), session.sid)
+    try:
+        await node.hub.listen(user_channel(member.id), session.sid)
+    except BaseException:
+        node.hub.release(user_channel(member.id), session.sid)
+        raise
     session.member = member
     session.attributes = dict(identity.attributes)
+    session.may_be_invisible = identity.may_be_invisible
     expiry.arm(node, session, identity.expires_at)  # a fresh token re-arms it
     return member, session.attributes
 
@@ -68,8 +83,15 @@ async def disconnect(node: Node, session: Session) -> None:
 
 
 async def drop(node: Node, sid: str) -> None:
-    """Remove a session cluster-wide and tell each room its user left entirely."""
-    for room_id, member in await node.store.drop_session(sid, events=events.dropped(node)):
+    """Remove a session cluster-wide and tell each room its user left entirely (unless
+    the user is invisible: nobody saw them come either). The event stream hears of it
+    either way: it is the backend's record, not a presence push."""
+    left = await node.store.drop_session(sid, events=events.dropped(node))
+    if not left:
+        return
+    if await node.store.invisible_among([left[0][1].id]):
+        return
+    for room_id, member in left:
         await announce_left(node, member, room_id)
 
 
@@ -91,9 +113,10 @@ async def register_again(node: Node) -> None:
         member = session.member
         login_event = events.login(node, member, session.sid)
         await node.store.register_session(session.sid, member, node.node_id, event=login_event)
+        hidden = await node.store.invisible_among([member.id])
         for room_id in list(session.rooms):
             joined = events.joined(node, member, room_id)
-            if await node.store.join_room(room_id, session.sid, event=joined):
+            if await node.store.join_room(room_id, session.sid, event=joined) and not hidden:
                 await announce_joined(node, session.member, room_id, session.sid)
 
 

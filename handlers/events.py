@@ -9,7 +9,7 @@ from typing import Any
 from server.hub import Session
 from server.node import Node
 
-from . import messages, moderation, rooms, session
+from . import messages, moderation, receipts, resume, rooms, session, status
 
 Handler = Callable[[Node, Session, dict[str, Any]], Awaitable[dict[str, Any] | None]]
 
@@ -35,4 +35,10 @@ EVENTS: dict[str, Handler] = {
     "unmute": moderation.unmute,
     "delete_message": moderation.delete_message,
     "edit_message": moderation.edit_message,
+    "resume": resume.resume,
+    "read": receipts.read,
+    "received": receipts.received,
+    "conversations": status.list_conversations,
+    "status": status.set_status,
+    "get_status": status.get_status,
 }

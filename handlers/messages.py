@@ -21,6 +21,8 @@ from .validation import (
     required_string,
 )
 
+MAX_CLIENT_ID_CHARS = 200  # a client's own message id (object.id)
+
 
 def target(request: dict[str, Any]) -> Target:
     """The request's target: a room (the default) or a user."""
@@ -42,7 +44,19 @@ async def message(node: Node, session: Session, request: dict[str, Any]) -> push
             "too many new conversations: at most "
             f"{node.limits.conversations.limit} users per hour"
         )
-    return await messages.send(node, sender, to, text, object_type, from_session=session)
+    # ``object.id``: the client's own id for the message. A retry with the same id
+    # (its reply was lost) stores nothing new and gets the first message back.
+    client_id = optional_string(obj, "id", "object.", max_chars=MAX_CLIENT_ID_CHARS)
+    return await messages.send(
+        node,
+        sender,
+        to,
+        text,
+        object_type,
+        from_session=session,
+        # Scoped apart from the HTTP API's "api:" keys.
+        idempotency_key=None if client_id is None else "client:" + client_id,
+    )
 
 
 async def history(node: Node, session: Session, request: dict[str, Any]) -> pushes.Activity:

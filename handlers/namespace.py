@@ -9,6 +9,7 @@ the rest, with the traceback in the log and nothing internal in the reply.
 from __future__ import annotations
 
 import logging
+from time import perf_counter
 from typing import Any
 
 import socketio
@@ -16,6 +17,7 @@ import socketio
 from core import expiry, pushes, sessions
 from core.errors import BadRequest, Forbidden, Unavailable
 from server.hub import Session
+from server.metrics import UNKNOWN_EVENT
 from server.node import Node
 from server.wire import NAMESPACE
 
@@ -70,9 +72,20 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         session = self.node.hub.sessions.get(sid)
         if session is None:  # raced with its own disconnect
             return {"status_code": 400, "data": "not connected"}
-        reply = await self._reply(event, session, payload)
-        # The event name is the client's text; a lone surrogate in it could not be sent.
-        await self.node.send(session, "gn_" + encodable(event), reply)
+        metrics, busy = self.node.metrics, self.node.status.busy
+        started = perf_counter() if metrics.enabled else 0.0
+        busy.add(sid)  # a draining node closes this connection only after the reply
+        try:
+            reply = await self._reply(event, session, payload)
+            # The event name is the client's text; a lone surrogate in it could not be sent.
+            await self.node.send(session, "gn_" + encodable(event), reply)
+        finally:
+            busy.discard(sid)
+        metrics.count_event(
+            event if event in EVENTS else UNKNOWN_EVENT,
+            reply["status_code"],
+            perf_counter() - started if metrics.enabled else None,
+        )
         return reply
 
     async def _reply(self, event: str, session: Session, payload: Any) -> Reply:
@@ -80,9 +93,11 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         member = session.member
         try:
             if session.bucket is not None and not session.bucket.take():
+                self.node.metrics.rate_limited += 1
                 rate = self.node.settings.max_events_per_second
                 raise BadRequest(f"too many requests: at most {rate:g} events per second")
             if member is not None and not self.node.limits.events.take(member.id):
+                self.node.metrics.rate_limited += 1
                 rate = self.node.settings.max_user_events_per_second
                 raise BadRequest(
                     f"too many requests: at most {rate:g} events per second per user"

@@ -241,7 +241,10 @@ class HttpPool:
         self._target_of = target_of
         self._timeout = timeout
         self._read_buffer = read_buffer
-        self._idle: list[HttpConnection] = []
+        # Oldest idle first: every connection is used in turn and stays warm, so a
+        # server's idle keep-alive timeout (dino: --header-timeout) never closes one
+        # just as a request is written on it.
+        self._idle: deque[HttpConnection] = deque()
         self._open: set[HttpConnection] = set()
         self._waiting: deque[tuple[bytes, bytes, ResponseHandler]] = deque()
         self._reconnects: set[asyncio.Task[None]] = set()
@@ -285,7 +288,7 @@ class HttpPool:
         """Send now on an idle connection, or queue behind the busy ones.
         ``head`` is from ``request_head``."""
         if self._idle:
-            self._idle.pop().send(head, body, on_done)
+            self._idle.popleft().send(head, body, on_done)
             return
         self._waiting.append((head, body, on_done))
         self.peak_waiting = max(self.peak_waiting, len(self._waiting))

@@ -1,4 +1,4 @@
-"""The Tornado application of a node: socket.io, the demo page, and a health check."""
+"""The Tornado application of a node: socket.io, the demo page, health, readiness, metrics."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from core import control
 from handlers import api
 from handlers.namespace import ChatNamespace
 
+from .drain import refusing_while_draining
 from .node import Node
+from .probes import log_request, probe_routes
 from .transport import socketio_handler_class
 
 
@@ -49,8 +51,14 @@ def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
     node.sio.register_namespace(ChatNamespace(node))
     return tornado.web.Application(
         [
-            (r"/socket.io/", socketio_handler_class(node.sio, node.settings.compression)),
+            (
+                r"/socket.io/",
+                refusing_while_draining(
+                    socketio_handler_class(node.sio, node.settings.compression), node
+                ),
+            ),
             (r"/health", HealthHandler, {"node": node}),
+            *probe_routes(node),
             *api.routes(node),
             (
                 r"/demo/(.*)",
@@ -58,5 +66,13 @@ def make_app(node: Node, static_dir: Path) -> tornado.web.Application:
                 {"path": str(static_dir), "default_filename": "index.html"},
             ),
             (r"/(?:demo)?", tornado.web.RedirectHandler, {"url": "/demo/"}),
+            # The admin page: static like the demo; its data needs the API key.
+            (
+                r"/admin/(.*)",
+                tornado.web.StaticFileHandler,
+                {"path": str(static_dir.parent / "admin"), "default_filename": "index.html"},
+            ),
+            (r"/admin", tornado.web.RedirectHandler, {"url": "/admin/"}),
         ],
+        log_function=log_request,
     )

@@ -22,6 +22,7 @@ class Identity:
     attributes: dict[str, str] = field(default_factory=dict)
     roles: frozenset[str] = frozenset()  # global roles ("admin"): from a JWT claim only
     expires_at: float | None = None  # the token's exp (epoch seconds); None: never
+    may_be_invisible: bool = False  # whether the user may set the status "invisible"
 
 
 class Authenticator(Protocol):
@@ -37,13 +38,15 @@ class OpenAuth:
     def authenticate(self, claimed: Identity, token: str | None) -> Identity:
         if claimed.id is None:
             raise BadRequest("actor.id is required")
-        return Identity(claimed.id, claimed.name, claimed.attributes)
+        # Anyone may be anyone here, so anyone may be invisible too.
+        return Identity(claimed.id, claimed.name, claimed.attributes, may_be_invisible=True)
 
 
 class JwtAuth:
     """HS256 tokens: ``sub`` is the user id, ``name`` the display name, ``attributes``
-    an object of user attributes. ``exp`` is required unless ``require_exp`` is off, and
-    enforced when present (server/expiry.py closes the session when it passes)."""
+    an object of user attributes, ``invisible: true`` lets the user be invisible.
+    ``exp`` is required unless ``require_exp`` is off, and enforced when present
+    (server/expiry.py closes the session when it passes)."""
 
     def __init__(self, secret: str, require_exp: bool = True) -> None:
         self._secret = secret
@@ -87,7 +90,14 @@ class JwtAuth:
         display = name if isinstance(name, str) and name else user_id
         exp = claims.get("exp")
         expires_at = float(exp) if isinstance(exp, (int, float)) else None
-        return Identity(user_id, display, attributes, roles, expires_at)
+        return Identity(
+            user_id,
+            display,
+            attributes,
+            roles,
+            expires_at,
+            may_be_invisible=claims.get("invisible") is True,
+        )
 
 
 def make_authenticator(kind: str, secret: str, require_exp: bool = True) -> Authenticator:

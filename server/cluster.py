@@ -16,7 +16,9 @@ import time
 from core import sessions
 from storage.base import StoreUnavailable
 
+from .metrics import snapshot
 from .node import Node
+from .wire import Json
 
 log = logging.getLogger("dino.cluster")
 
@@ -41,6 +43,7 @@ class Cluster:
         try:
             await self.purge(self.node.node_id)
             await self.node.store.forget_node(self.node.node_id)
+            self.node.status.lease_renewed_at = None
         except StoreUnavailable as exc:
             log.warning("could not say goodbye (%s); peers will purge this node later", exc)
 
@@ -53,7 +56,14 @@ class Cluster:
 
     async def _renew(self) -> bool:
         ttl_ms = int(self.node.settings.lease_ttl * 1000)
-        return await self.node.store.renew_lease(self.node.node_id, ttl_ms)
+        renewed_at = time.monotonic()  # before the call: the lease runs from about then
+        registered = await self.node.store.renew_lease(self.node.node_id, ttl_ms)
+        status = self.node.status
+        status.lease_renewed_at = renewed_at
+        status.live_nodes = tuple(await self.node.store.live_nodes())
+        # For the admin page: any node shows every node's numbers.
+        await self.node.store.put_node_stats(self.node.node_id, Json.dumps(snapshot(self.node)))
+        return registered
 
     async def _run(self) -> None:
         while True:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from engineio import packet as eio_packet
 from tornado.iostream import IOStream, StreamBufferFullError, StreamClosedError
@@ -79,6 +80,7 @@ class Session:
     bucket: TokenBucket | None = None  # None: not rate limited
     attributes: dict[str, str] = field(default_factory=dict)
     rooms: set[str] = field(default_factory=set)
+    may_be_invisible: bool = False  # from login (server/auth.py)
     expiry: asyncio.TimerHandle | None = None  # closes the session when its token expires
 
 
@@ -102,7 +104,11 @@ class Hub:
         self.sessions: dict[str, Session] = {}
         self._listeners: dict[str, set[str]] = {}  # channel -> sids
         self._subscribing: dict[str, asyncio.Future[None]] = {}  # channel -> in flight
+        # channel -> sid -> payloads held back from that listener (``hold``).
+        self._held: dict[str, dict[str, list[str]]] = {}
         self.stats = HubStats()
+        # Told how long each fan-out took (server/metrics.py); None: not measured.
+        self.observe_fanout: Callable[[float], None] | None = None
         self.on_control: Control = lambda op, channel, sids: None
 
     # -- sessions ----------------------------------------------------------------------
@@ -161,6 +167,35 @@ class Hub:
     def channels(self) -> list[str]:
         return list(self._listeners)
 
+    # -- holding a listener back ---------------------------------------------------------
+
+    def hold(self, channel: str, sid: str) -> None:
+        """Keep what ``channel`` delivers to ``sid`` from now on until ``release``.
+
+        A resuming session is held while its missed messages are read back and written,
+        so that no newer live message of the same log can overtake them."""
+        self._held.setdefault(channel, {}).setdefault(sid, [])
+
+    def release(self, channel: str, sid: str) -> list[str]:
+        """Stop holding ``channel`` for ``sid``; returns the held payloads, oldest first.
+        The caller writes them (``write``) before it awaits anything, so that they go out
+        before whatever ``deliver`` writes next."""
+        held = self._held.get(channel)
+        if held is None:
+            return []
+        payloads = held.pop(sid, [])
+        if not held:
+            del self._held[channel]
+        return payloads
+
+    def write(self, session: Session, text: str) -> None:
+        """Write one socket.io packet text to a session, on the path ``deliver`` uses."""
+        link = self.links.get(session.eio_sid)
+        if link is not None:
+            link.write(engineio_message_frame(text))
+        else:
+            self._enqueue(session.eio_sid, eio_packet.Packet(eio_packet.MESSAGE, text))
+
     # -- fan-out -----------------------------------------------------------------------
 
     def deliver(self, channel: str, payload: str) -> None:
@@ -171,16 +206,22 @@ class Hub:
         self.stats.published += 1
         if not listeners:
             return
+        observe = self.observe_fanout
+        started = perf_counter() if observe is not None else 0.0
         skip, text = open_envelope(payload)
         control = skip[:1] == CONTROL_MARK
         if control:
             targets = tuple(listeners)
         frame: bytes | None = None
         sessions, links = self.sessions, self.links
+        held = self._held.get(channel)
         delivered = 0
         # A copy: a write may drop a slow consumer, which changes the set.
         for sid in tuple(listeners):
             if sid == skip:
+                continue
+            if held is not None and sid in held:
+                held[sid].append(payload)
                 continue
             session = sessions.get(sid)
             if session is None:
@@ -196,3 +237,5 @@ class Hub:
         self.stats.delivered += delivered
         if control:
             self.on_control(skip[1:], channel, targets)
+        if observe is not None:
+            observe(perf_counter() - started)

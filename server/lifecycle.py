@@ -12,7 +12,9 @@ from tornado.netutil import bind_sockets
 from .accept import PausingHTTPServer
 from .app import make_app
 from .cluster import Cluster
+from .drain import drain
 from .events_out import start_forwarders, stop_forwarders
+from .logs import name_node_in_logs
 from .node import create_node
 from .settings import Settings
 
@@ -25,6 +27,7 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     sockets = bind_sockets(settings.port, settings.host, family=socket.AF_INET, backlog=4096)
     port = sockets[0].getsockname()[1]
     node_id = settings.node_id or f"{socket.gethostname()}:{port}"
+    name_node_in_logs(node_id)
     node = await create_node(settings, node_id)
     cluster = Cluster(node)
     await cluster.start()
@@ -67,7 +70,9 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
         await stop.wait()
     finally:
         log.info("stopping node %s", node_id)
+        # Still listening while draining: new clients get 503 and go elsewhere.
+        await drain(node, cluster.stop, settings.drain_timeout)
         server.stop()
+        # After the drain: the offline events it caused are forwarded before the lease goes.
         await stop_forwarders(node)
-        await cluster.stop()
         await node.close()

@@ -17,7 +17,6 @@ import redis.asyncio as aioredis
 from engineio import packet as eio_packet
 from redis.asyncio.cluster import RedisCluster
 
-from core.names import room_log, room_of_channel
 from storage.base import Appended, Dedupe, Event, Fanout, Store
 from storage.event_log import EventLog, MemoryEventLog
 from storage.keys import KeySchema
@@ -30,6 +29,7 @@ from .broker import RedisBroker
 from .forwarder import Forwarder
 from .gaps import MAX_REPAIR
 from .hub import Hub, Session
+from .metrics import NodeMetrics
 from .outage import OutageLog
 from .quotas import UserLimits
 from .redis_clients import (
@@ -40,6 +40,7 @@ from .redis_clients import (
 )
 from .settings import Settings
 from .sharded_broker import ShardedRedisBroker
+from .status import NodeStatus
 from .transport import DinoSocketServer, create_socket_server
 from .wire import Json, control_envelope, envelope, event_packet, event_packet_parts
 
@@ -62,6 +63,8 @@ class Node:
     unfinished_drops: set[str] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
     limits: UserLimits = field(default_factory=UserLimits)  # per-user rates and quotas
+    metrics: NodeMetrics = field(default_factory=NodeMetrics)
+    status: NodeStatus = field(default_factory=NodeStatus)
 
     async def send(self, session: Session, event: str, data: object) -> None:
         """Emit ``event`` to one session, on the same ordered path as room deliveries."""
@@ -95,39 +98,27 @@ class Node:
         if not task.cancelled() and task.exception() is not None:
             log.error("background work failed", exc_info=task.exception())
 
-    async def append_and_publish(
+    async def append_entry(
         self,
         log_name: str,
         entry_tail: str,
         channels: list[str],
         event: str,
         skip_sid: str = "",
-        *,
-        stream_event: Event | None = None,
-    ) -> int:
-        """Store an activity in a log and emit it as ``event`` on ``channels``, atomically
-        (with ``stream_event`` added to the event stream out)."""
-        head, tail = event_packet_parts(event)
-        fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
-        return await self.store.append(log_name, entry_tail, fanouts, event=stream_event)
-
-    async def append_once(
-        self,
-        log_name: str,
-        entry_tail: str,
-        channels: list[str],
-        event: str,
-        skip_sid: str,
-        dedupe: Dedupe,
+        dedupe: Dedupe | None = None,
         *,
         stream_event: Event | None = None,
     ) -> Appended:
-        """``append_and_publish`` unless it was done already under ``dedupe.key``."""
+        """Store an activity in a log and emit it as ``event`` on ``channels``, atomically;
+        with ``dedupe``, only if it was not done already under ``dedupe.key``. Returns the
+        seq with the log's epoch."""
         head, tail = event_packet_parts(event)
         fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
-        return await self.store.append_once(
-            log_name, entry_tail, fanouts, dedupe, event=stream_event
-        )
+        if dedupe is not None:
+            return await self.store.append_once(
+                log_name, entry_tail, fanouts, dedupe, event=stream_event
+            )
+        return await self.store.append_entry(log_name, entry_tail, fanouts, event=stream_event)
 
     async def close(self) -> None:
         await self.sio.engine.stop_pinging()
@@ -151,7 +142,9 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         max_connections_per_address=settings.max_connections_per_address,
     )
     outage = OutageLog()
+    metrics = NodeMetrics(enabled=settings.metrics)
     hub = Hub(sio.engine.enqueue, sio.engine.links)
+    hub.observe_fanout = metrics.observe_fanout
     store: Store
     events: EventLog | None = None
     if settings.backend != "memory":
@@ -177,8 +170,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         if maxlen > 0 and not isinstance(client, RedisCluster):
             events = RedisEventLog(client, keys)
 
-        async def read_missed(channel: str, since: int) -> list[str]:
-            log_name = room_log(room_of_channel(channel))
+        async def read_missed(log_name: str, since: int) -> list[str]:
             return await redis_store.history(log_name, before=None, since=since, limit=MAX_REPAIR)
 
         if isinstance(client, RedisCluster):
@@ -191,7 +183,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         if settings.events_maxlen > 0 and (settings.events_amqp_url or settings.events_file):
             events = memory_events = MemoryEventLog(settings.events_maxlen)
         store = MemoryStore(settings.history_size, hub.deliver, memory_events)
-    return Node(
+    node = Node(
         settings=settings,
         node_id=node_id,
         sio=sio,
@@ -201,4 +193,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         outage=outage,
         events=events,
         limits=UserLimits.from_settings(settings),
+        metrics=metrics,
     )
+    metrics.watch(node)
+    return node

@@ -13,11 +13,13 @@ class OutageLog:
     def __init__(self) -> None:
         self.down = False
         self.failures = 0  # requests or loops that failed during outages, for /health
+        self.outages = 0  # times Redis went from reachable to unavailable, for /metrics
 
     def failed(self, where: str, exc: BaseException) -> None:
         self.failures += 1
         if not self.down:
             self.down = True
+            self.outages += 1
             log.error("Redis unavailable (%s): %s; will keep retrying", where, exc)
 
     def recovered(self) -> None:

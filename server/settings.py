@@ -1,15 +1,21 @@
-"""Node settings: one frozen object, read from the command line with environment defaults.
+"""Node settings: one frozen object, from flags, DINO_* variables and a TOML file.
 
-Every option is also an environment variable (``--redis-url`` <-> ``DINO_REDIS_URL``), so a
-node can be configured by a process manager without a wrapper script.
+Every option is a flag, an environment variable and a config file key (``--redis-url``,
+``DINO_REDIS_URL``, ``redis_url = "..."`` in the file given by ``--config``), so a node
+can be configured by a process manager without a wrapper script. The first of these that
+sets a value wins: flag, then environment, then file, then the default. One table,
+``_OPTIONS``, lists them all; the flags, the variables and the file keys are derived from it.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 from .redis_clients import is_cluster_url, parse_cluster_nodes
 
@@ -52,6 +58,10 @@ class Settings:
     idempotency_ttl: float = 86_400.0  # seconds a client id / Idempotency-Key is remembered
     max_api_body_bytes: int = 1_048_576
     edit_window: float = 900.0  # seconds a sender may edit or delete their own message
+    log_format: str = "text"  # "text" (readable) or "json" (one object a line)
+    metrics: bool = True  # /metrics and the timing histograms
+    drain_timeout: float = 30.0  # SIGTERM: seconds to move clients off before exiting
+    receipts_max_room_size: int = 50  # rooms with more members send no read receipts
     # The event stream out (core/events.py): events kept (Redis: XADD MAXLEN ~); 0: off.
     events_maxlen: int = 100_000
     events_amqp_url: str = ""  # "": no RabbitMQ forwarding
@@ -73,7 +83,13 @@ class Settings:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
+# Never printed (--print-config) nor logged: they let their holder act as anyone (the
+# AMQP URL carries the broker's password).
+SECRET_KEYS = frozenset({"jwt_secret", "api_keys", "events_amqp_url"})
 
+# name, kind, help. ``tuple`` options are lists in the file and comma-separated text in a
+# flag or variable; ``bool`` options are --x/--no-x flags and 1/true/yes/on variables.
 _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("host", str, "address to listen on"),
     ("port", int, "port to listen on"),
@@ -103,79 +119,195 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("lease_ttl", float, "seconds without heartbeat before a node counts as dead"),
     ("heartbeat_interval", float, "seconds between node lease renewals"),
     ("log_level", str, "DEBUG, INFO, WARNING or ERROR"),
+    ("log_format", str, "text (readable) or json (one object a line)"),
+    ("compression", bool, "negotiate permessage-deflate with clients"),
+    ("cors_origins", tuple, "comma-separated allowed origins, '*' for any; empty: same origin"),
+    ("api_keys", tuple, "comma-separated keys for the HTTP API (several, to rotate them); "
+     "empty: the API is off"),
     ("idempotency_ttl", float, "seconds a message's client id or Idempotency-Key is kept"),
     ("max_api_body_bytes", int, "largest HTTP API request body, bytes"),
     ("edit_window", float, "seconds a sender may edit or delete their own message"),
+    ("jwt_require_exp", bool, "with --auth jwt, refuse tokens without an exp claim"),
+    ("metrics", bool, "serve Prometheus metrics at /metrics"),
+    ("drain_timeout", float, "on SIGTERM, seconds to move clients away before exiting"),
+    ("receipts_max_room_size", int, "rooms of more members send no read/received receipts"),
     ("events_maxlen", int, "events kept in the event stream (Redis: MAXLEN ~); 0: no stream"),
+    ("events_amqp_url", str, "forward the event stream to RabbitMQ at this amqp:// URL; "
+     "empty: off"),
     ("events_amqp_exchange", str, "RabbitMQ topic exchange the event stream goes to"),
     ("events_file", str, "append every event to this JSON-lines file (one forwarder)"),
 )
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "auth": ("open", "jwt"),
+    "log_level": LOG_LEVELS,
+    "log_format": LOG_FORMATS,
+}
+_KIND_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
+               tuple: "a list of strings"}  # fmt: skip
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and the key."""
 
 
 def _env_name(name: str) -> str:
     return "DINO_" + name.upper()
 
 
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
 def _truthy(value: str) -> bool:
     return value.strip().lower() in ("1", "true", "yes", "on")
 
 
-def parse_settings(
-    argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None
-) -> Settings:
-    """Build Settings from ``argv`` (flags win) and ``environ`` (DINO_* variables)."""
-    env = os.environ if environ is None else environ
-    defaults = Settings()
+def _one_of(choices: Sequence[str]) -> str:
+    quoted = [repr(c) for c in choices]
+    return ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _type_name(value: object) -> str:
+    return {str: "a string", bool: "a boolean", int: "an integer", float: "a number",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)  # fmt: skip
+
+
+def _file_value(path: Path, name: str, kind: type, value: object) -> object:
+    """A config file value checked against its option's kind (TOML has types; use them)."""
+    ok: bool
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif kind is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value  # type: ignore[arg-type]
+    elif kind is tuple:
+        if isinstance(value, str):
+            value = _split(value)
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value  # type: ignore[arg-type]
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ConfigError(
+            f"config file {path}: {name!r} must be {_KIND_NAMES[kind]}, not {_type_name(value)}"
+        )
+    return value
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """The settings in a TOML file, keyed by option name; raises ConfigError naming the
+    file and the key for anything unknown or of the wrong type."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot be read ({exc.strerror})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    kinds = {name: kind for name, kind, _ in _OPTIONS}
+    values: dict[str, object] = {}
+    for key, value in data.items():
+        name = key.replace("-", "_")
+        if name not in kinds:
+            raise ConfigError(
+                f"config file {path}: unknown key {key!r} (known keys: {', '.join(kinds)})"
+            )
+        values[name] = _file_value(path, key, kinds[name], value)
+    return values
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _config_path(argv: Sequence[str] | None, env: Mapping[str, str]) -> str | None:
+    early = argparse.ArgumentParser(add_help=False)
+    early.add_argument("--config", default=env.get("DINO_CONFIG") or None)
+    known, _ = early.parse_known_args(argv)
+    path: str | None = known.config
+    return path
+
+
+def _parser(prog: str, defaults: Mapping[str, object]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="run.py",
-        description="Start a dino node. Every option can also be set as DINO_<OPTION>.",
+        prog=prog,
+        description="Start a dino node. Every option can also be set as DINO_<OPTION> or as "
+        "a key of the --config file; a flag wins over a variable, a variable over the file.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    parser.add_argument("--config", metavar="FILE", help="TOML file of settings [DINO_CONFIG]")
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the effective settings as TOML (secrets masked) and exit",
+    )
     for name, kind, text in _OPTIONS:
-        # An environment value stays a string: argparse converts string defaults with
-        # ``type`` itself, so a malformed number is a usage error, not a traceback.
-        parser.add_argument(
-            "--" + name.replace("_", "-"),
-            type=str.upper if name == "log_level" else kind,
-            choices=LOG_LEVELS if name == "log_level" else None,
-            default=env.get(_env_name(name), getattr(defaults, name)),
-            help=f"{text} [{_env_name(name)}]",
-        )
-    parser.add_argument(
-        "--compression",
-        action=argparse.BooleanOptionalAction,
-        default=_truthy(env.get("DINO_COMPRESSION", "")),
-        help="negotiate permessage-deflate with clients [DINO_COMPRESSION]",
-    )
-    parser.add_argument(
-        "--jwt-require-exp",
-        action=argparse.BooleanOptionalAction,
-        default=_truthy(env.get("DINO_JWT_REQUIRE_EXP", "1")),
-        help="refuse JWTs without an exp claim [DINO_JWT_REQUIRE_EXP]",
-    )
-    parser.add_argument(
-        "--cors-origins",
-        default=env.get("DINO_CORS_ORIGINS", ""),
-        help="comma-separated allowed origins, '*' for any; empty: same origin [DINO_CORS_ORIGINS]",
-    )
-    parser.add_argument(
-        "--api-keys",
-        default=None,  # read from the environment below: --help must not print keys
-        help="comma-separated keys for the HTTP API (several, to rotate them); empty: the "
-        "API is off [DINO_API_KEYS]",
-    )
-    parser.add_argument(
-        "--events-amqp-url",
-        default=None,  # read from the environment below: --help must not print passwords
-        help="forward the event stream to RabbitMQ at this amqp:// URL; empty: off "
-        "[DINO_EVENTS_AMQP_URL]",
-    )
+        help_text = f"{text} [{_env_name(name)}]"
+        # --help prints defaults: a secret's is filled in after parsing, never shown.
+        default = None if name in SECRET_KEYS else defaults[name]
+        if kind is bool:
+            parser.add_argument(_flag(name), action=argparse.BooleanOptionalAction,
+                                default=default, help=help_text)  # fmt: skip
+        elif kind is tuple:
+            parser.add_argument(_flag(name), type=_split, default=default, help=help_text)
+        else:
+            # A string default (from the environment) is converted by argparse with
+            # ``type`` itself, so a malformed number is a usage error, not a traceback.
+            parser.add_argument(
+                _flag(name),
+                type=str.upper if name == "log_level" else kind,
+                default=default,
+                help=help_text,
+            )
+    return parser
+
+
+def parse_settings(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    prog: str = "run.py",
+) -> Settings:
+    """Build Settings from ``argv`` (flags win), ``environ`` (DINO_* variables), then the
+    ``--config`` file. Exits with status 2 and a message naming the option on any error;
+    with ``--print-config`` prints the settings and exits with 0."""
+    env = os.environ if environ is None else environ
+    config_path = _config_path(argv, env)
+    file_values: dict[str, object] = {}
+    if config_path:
+        try:
+            file_values = read_config_file(Path(config_path))
+        except ConfigError as exc:
+            _parser(prog, asdict(Settings())).error(str(exc))
+    base = asdict(Settings())
+    defaults: dict[str, object] = {}
+    for name, kind, _ in _OPTIONS:
+        value = env.get(_env_name(name))
+        if value is None:
+            defaults[name] = file_values.get(name, base[name])
+        elif kind is bool:
+            defaults[name] = _truthy(value)
+        elif kind is tuple:
+            defaults[name] = _split(value)
+        else:
+            defaults[name] = value
+    parser = _parser(prog, defaults)
     args = parser.parse_args(argv)
-    if args.auth not in ("open", "jwt"):
-        parser.error("--auth must be 'open' or 'jwt'")
-    if args.auth == "jwt" and not args.jwt_secret:
+    values: dict[str, Any] = {name: getattr(args, name) for name, _, _ in _OPTIONS}
+    for name in SECRET_KEYS:
+        if values[name] is None:
+            values[name] = defaults[name]
+    for name, choices in _CHOICES.items():
+        if name == "log_level":
+            values[name] = str(values[name]).upper()
+        if values[name] not in choices:
+            parser.error(f"{_flag(name)} must be {_one_of(choices)}")
+    if values["auth"] == "jwt" and not values["jwt_secret"]:
         parser.error("--auth jwt needs --jwt-secret (or DINO_JWT_SECRET)")
-    values = {name: getattr(args, name) for name, _, _ in _OPTIONS}
+    if values["drain_timeout"] < 0:
+        parser.error("--drain-timeout must be 0 or more seconds")
     values["redis_url"] = values["redis_url"] or None
     values["redis_cluster_nodes"] = values["redis_cluster_nodes"] or None
     if values["redis_url"] and values["redis_cluster_nodes"]:
@@ -188,23 +320,42 @@ def parse_settings(
                 parser.error(str(exc))
     if "{" in values["redis_prefix"] or "}" in values["redis_prefix"]:
         parser.error("--redis-prefix must not contain '{' or '}' (Redis Cluster hash tags)")
-    origins = tuple(o.strip() for o in args.cors_origins.split(",") if o.strip())
-    raw_keys = args.api_keys if args.api_keys is not None else env.get("DINO_API_KEYS", "")
-    api_keys = tuple(k.strip() for k in raw_keys.split(",") if k.strip())
-    amqp_url = args.events_amqp_url
-    if amqp_url is None:
-        amqp_url = env.get("DINO_EVENTS_AMQP_URL", "")
-    if amqp_url and not amqp_url.startswith(("amqp://", "amqps://")):
+    if values["events_amqp_url"] and not values["events_amqp_url"].startswith(
+        ("amqp://", "amqps://")
+    ):
         parser.error("--events-amqp-url must start with amqp:// or amqps://")
     if values["events_maxlen"] < 0:
         parser.error("--events-maxlen must be 0 (off) or more")
-    if (amqp_url or values["events_file"]) and values["events_maxlen"] == 0:
+    if (values["events_amqp_url"] or values["events_file"]) and values["events_maxlen"] == 0:
         parser.error("--events-amqp-url and --events-file need the stream (--events-maxlen > 0)")
-    return Settings(
-        **values,
-        compression=args.compression,
-        jwt_require_exp=args.jwt_require_exp,
-        cors_origins=origins,
-        api_keys=api_keys,
-        events_amqp_url=amqp_url,
-    )
+    settings = Settings(**values)
+    if args.print_config:
+        print(settings_as_toml(settings), end="")
+        raise SystemExit(0)
+    return settings
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
+
+
+def settings_as_toml(settings: Settings) -> str:
+    """The settings as a config file; secrets are masked, an unset Redis URL commented."""
+    lines = []
+    values = asdict(settings)
+    for name, _, text in _OPTIONS:
+        value = values[name]
+        if name in SECRET_KEYS and value:
+            value = "***"
+        if value is None:
+            lines.append(f"# {name} = (unset)  # {text}")
+        else:
+            lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"

@@ -118,6 +118,7 @@ class ShardedRedisBroker:
         self._confirmations: dict[str, list[asyncio.Future[None]]] = {}
         self._homeless: set[str] = set()  # channel keys waiting to be placed again
         self._replacing: asyncio.Task[None] | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # lost shards being closed
 
     # -- the Broker protocol -----------------------------------------------------------
 
@@ -205,7 +206,9 @@ class ShardedRedisBroker:
             if self._where.get(name) is shard:
                 del self._where[name]
                 self._homeless.add(name)
-        asyncio.get_running_loop().create_task(shard.close())
+        closing = asyncio.get_running_loop().create_task(shard.close())
+        self._closing.add(closing)  # the loop keeps only a weak reference
+        closing.add_done_callback(self._closing.discard)
         self._replace_soon()
 
     def _moved(self, name: str) -> None:

@@ -109,6 +109,41 @@ class Appended:
     # The entry stored by the first append with the same dedupe key, when this append was
     # a retry of it (nothing was stored or published); None for a new entry.
     original: str | None = None
+    epoch: str = ""  # the log's epoch the entry belongs to (see ``LogHead``)
+
+
+@dataclass(frozen=True)
+class LogHead:
+    """Where a log stands: which life of it (``epoch``) and how far it reaches.
+
+    A log's epoch changes whenever the log starts again from seq 1: a new in-memory store
+    (a restarted node), a room removed and created again, Redis data lost. ``(epoch,
+    seq)`` therefore names one message for good; a client that knows an older epoch knows
+    its view of the log is void.
+    """
+
+    epoch: str | None  # None: nothing was ever appended (in this life of the store)
+    seq: int  # last seq handed out; 0 for an empty log
+    first_seq: int  # oldest seq still kept; seq + 1 when nothing is kept
+    last: str | None  # the newest entry, or None
+
+
+@dataclass(frozen=True)
+class Position:
+    """How far a user has read (or received) a log: ``seq`` in the log's ``epoch``."""
+
+    epoch: str
+    seq: int
+
+
+@dataclass(frozen=True)
+class UserStatus:
+    """A user's status as others may see it, and when they were last online."""
+
+    id: str
+    status: str | None  # what the user set (online, away, invisible); None: never set
+    sessions: int  # sessions on any node now; 0: offline
+    last_seen_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -383,12 +418,25 @@ class Store(Protocol):
         need not agree."""
         ...
 
+    async def live_nodes(self) -> list[str]:
+        """Registered nodes whose lease has not run out (this one included), sorted."""
+        ...
+
+    async def put_node_stats(self, node_id: str, stats: str) -> None:
+        """Replace the node's published counters (JSON text, for the admin page)."""
+        ...
+
+    async def node_stats(self, node_ids: Sequence[str]) -> dict[str, str]:
+        """The published counters of those of ``node_ids`` that have any."""
+        ...
+
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         """True for exactly one caller per ``ttl_ms`` window: that caller purges the node."""
         ...
 
     async def forget_node(self, node_id: str) -> None:
-        """Remove the node from the registry (after its sessions were dropped).
+        """Remove the node from the registry (after its sessions were dropped), and its
+        published counters.
 
         A cleanup claim on the node stays until its ttl ends, so a slower peer that saw
         the node expire does not purge it again."""
@@ -406,12 +454,24 @@ class Store(Protocol):
     ) -> int:
         """Append an entry to ``log`` and return its sequence number.
 
-        The stored entry is ``'{"seq":' + str(seq) + entry_tail``, where ``entry_tail`` is
-        the rest of a JSON object (starting with ``,`` or ``}``). Sequence numbers start at
+        The stored entry is ``'{"seq":' + str(seq) + ',"epoch":"' + epoch + '"' +
+        entry_tail``, where ``entry_tail`` is the rest of a JSON object (starting with
+        ``,`` or ``}``) and ``epoch`` the log's (``LogHead``). Sequence numbers start at
         1 and grow by exactly one per append; the log keeps the newest ``history_size``
         entries. The entry is published on each of ``fanouts`` atomically with the append.
         ``ValueError`` if ``entry_tail`` does not start with ``,`` or ``}``. ``event``
-        (hole ``seq``) is added to the stream in the same atomic step."""
+        (holes ``seq`` and ``epoch``) is added to the stream in the same atomic step."""
+        ...
+
+    async def append_entry(
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
+    ) -> Appended:
+        """``append``, returning the seq together with the log's epoch."""
         ...
 
     async def append_once(
@@ -456,6 +516,53 @@ class Store(Protocol):
         ``entry_tail`` (as ``append`` does, with its fanouts), atomically; returns the new
         entry's seq. None, and nothing changed, if the entry at ``seq`` is no longer
         ``old_entry`` (revised meanwhile, or trimmed)."""
+        ...
+
+    async def log_heads(self, logs: Sequence[str]) -> list[LogHead]:
+        """The head of each of ``logs`` (in that order), in one round trip."""
+        ...
+
+    # -- per-user state: read positions, the user's logs, status ------------------------
+
+    async def move_position(
+        self, user_id: str, log: str, kind: str, position: Position
+    ) -> Position | None:
+        """Move the user's ``kind`` ("read" or "received") position in ``log`` forward to
+        ``position``; returns it if it moved, None if it was there or beyond already. A
+        position of another epoch (the log started again) is replaced whatever its seq."""
+        ...
+
+    async def positions(
+        self, user_id: str, kind: str, logs: Sequence[str]
+    ) -> list[Position | None]:
+        """The user's ``kind`` position in each of ``logs`` (None: never set)."""
+        ...
+
+    async def add_user_logs(self, user_id: str, refs: Sequence[str], at_ms: int) -> None:
+        """Remember that the user takes part in the logs named by ``refs`` (opaque text,
+        e.g. ``room:<id>``), touched at ``at_ms``: a later touch moves a ref up."""
+        ...
+
+    async def remove_user_log(self, user_id: str, ref: str) -> None:
+        """Forget ``ref`` for the user (they left the room for good)."""
+        ...
+
+    async def user_logs(self, user_id: str, limit: int) -> list[str]:
+        """Up to ``limit`` refs of the user, most recently touched first."""
+        ...
+
+    async def set_status(self, user_id: str, status: str) -> None:
+        """Store the status the user chose (kept across sessions). The status
+        ``invisible`` also puts the user in the set ``invisible_among`` reads."""
+        ...
+
+    async def invisible_among(self, user_ids: Sequence[str]) -> set[str]:
+        """Which of ``user_ids`` are invisible, in one store command however many."""
+        ...
+
+    async def user_statuses(self, user_ids: Sequence[str]) -> list[UserStatus]:
+        """Status, session count and last seen of each user (in that order), in one round
+        trip; a user who never logged in has no status, 0 sessions, no last seen."""
         ...
 
     async def close(self) -> None:

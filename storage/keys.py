@@ -15,7 +15,8 @@ touches one owner's keys runs on one shard:
 * ``{user:<id>}``: a user's profile, sessions index and channel;
 * ``{session:<sid>}``, ``{node:<id>}``: one session's, one node's keys;
 * ``{rooms}``, ``{nodes}``: the two cross-room indexes (all rooms, all node leases);
-* ``{admins}``, ``{bans}``: the global admins and the bans from every room.
+* ``{admins}``, ``{bans}``: the global admins and the bans from every room;
+* ``{users}``: the invisible users.
 
 The same layout serves one Redis server, where a tag is just part of the name: it costs
 a dozen bytes per key and nothing measurable in time, and keeping one layout means one
@@ -123,12 +124,29 @@ class KeySchema:
         return self._key("session:" + sid, "rooms")
 
     def user_info(self, user_id: str) -> str:
-        """hash: ``name``, ``last_seen`` (ms, Redis clock) of a user who has logged in."""
+        """hash: ``name``, ``last_seen`` (ms, Redis clock), ``status`` (as the user set it)
+        of a user who has logged in."""
         return self._key("user:" + user_id, "profile")
 
     def user_sessions(self, user_id: str) -> str:
         """set: session ids of the user, on any node."""
         return self._key("user:" + user_id, "sessions_of_user")
+
+    def user_read(self, user_id: str) -> str:
+        """hash: log -> ``<seq>:<epoch>``, how far the user has read each log (forward only)."""
+        return self._key("user:" + user_id, "read")
+
+    def user_received(self, user_id: str) -> str:
+        """hash: log -> ``<seq>:<epoch>``, how far the user's devices have received each log."""
+        return self._key("user:" + user_id, "received")
+
+    def user_logs(self, user_id: str) -> str:
+        """zset: ``room:<id>`` / ``user:<id>`` the user takes part in, score = last touch ms."""
+        return self._key("user:" + user_id, "logs")
+
+    def invisible_users(self) -> str:
+        """set: ids of the users whose status is ``invisible`` (one lookup per member list)."""
+        return self._key("users", "invisible")
 
     # -- nodes -------------------------------------------------------------------------
 
@@ -139,6 +157,10 @@ class KeySchema:
     def node_sessions(self, node_id: str) -> str:
         """set: session ids registered on the node (purged when its lease runs out)."""
         return self._key("node:" + node_id, "sessions_of_node")
+
+    def node_stats(self) -> str:
+        """hash: node id -> JSON of its headline numbers, every heartbeat (admin page)."""
+        return self._key("nodes", "stats")
 
     def node_cleanup(self, node_id: str) -> str:
         """string with PX ttl: lock held by the one node purging a dead node."""
@@ -153,6 +175,10 @@ class KeySchema:
     def log_seq(self, log: str) -> str:
         """string: last seq handed out for the log (INCR). Survives trimming."""
         return self._key(log, "seq")
+
+    def log_epoch(self, log: str) -> str:
+        """string: the log's epoch, new whenever the log starts again at seq 1."""
+        return self._key(log, "epoch")
 
     def log_dedupe(self, log: str, key_digest: str) -> str:
         """string with PX ttl: the entry first appended to the log under an idempotency

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,13 +21,16 @@ from storage.base import (
     DropEvents,
     Event,
     Fanout,
+    LogHead,
     Member,
+    Position,
     Room,
     RoomNameTaken,
     RoomSummary,
     Sanction,
     SendCheck,
     UserPresence,
+    UserStatus,
 )
 from storage.event_log import MemoryEventLog
 
@@ -62,11 +66,23 @@ class _User:
     name: str
     sessions: set[str] = field(default_factory=set)
     last_seen_ms: int | None = None
+    status: str | None = None
+
+
+@dataclass
+class _UserLogs:
+    """Per-user state that exists before (or without) a login: positions and logs."""
+
+    positions: dict[tuple[str, str], Position] = field(default_factory=dict)  # (kind, log)
+    logs: dict[str, int] = field(default_factory=dict)  # ref -> last touch ms
 
 
 @dataclass
 class _Log:
     entries: deque[str]  # newest last; maxlen does the trimming
+    # A fresh epoch per log per store: a restarted node (a new MemoryStore) starts every
+    # log in a new epoch, which is what tells clients their seqs no longer apply.
+    epoch: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     seq: int = 0  # last seq handed out; entries hold seqs first_seq .. seq
 
     @property
@@ -91,12 +107,14 @@ class MemoryStore:
         self._sessions: dict[str, _Session] = {}
         self._node_sessions: dict[str, set[str]] = {}
         self._leases: dict[str, float] = {}  # node id -> expiry, time.monotonic()
+        self._node_stats: dict[str, str] = {}  # node id -> JSON counters
         self._cleanup_locks: dict[str, float] = {}  # node id -> lock expiry
         self._logs: dict[str, _Log] = {}
         self._users: dict[str, _User] = {}
+        self._user_logs: dict[str, _UserLogs] = {}
         # (log, dedupe key) -> (expiry, seq, entry), oldest first (one ttl setting per
         # node): expired ones are dropped from the front as new ones come.
-        self._dedupe: dict[tuple[str, str], tuple[float, int, str]] = {}
+        self._dedupe: dict[tuple[str, str], tuple[float, int, str, str]] = {}
         self._admins: dict[str, str] = {}
         self._global_bans: dict[str, Sanction] = {}
 
@@ -376,6 +394,16 @@ class MemoryStore:
         now = time.monotonic()
         return sorted(node_id for node_id, expiry in self._leases.items() if expiry <= now)
 
+    async def live_nodes(self) -> list[str]:
+        now = time.monotonic()
+        return sorted(node_id for node_id, expiry in self._leases.items() if expiry > now)
+
+    async def put_node_stats(self, node_id: str, stats: str) -> None:
+        self._node_stats[node_id] = stats
+
+    async def node_stats(self, node_ids: Sequence[str]) -> dict[str, str]:
+        return {n: self._node_stats[n] for n in node_ids if n in self._node_stats}
+
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         now = time.monotonic()
         held_until = self._cleanup_locks.get(node_id)
@@ -386,6 +414,7 @@ class MemoryStore:
 
     async def forget_node(self, node_id: str) -> None:
         self._leases.pop(node_id, None)
+        self._node_stats.pop(node_id, None)
 
     # -- message logs ------------------------------------------------------------------
 
@@ -406,11 +435,12 @@ class MemoryStore:
             del self._dedupe[oldest]
         known = self._dedupe.get((log, dedupe.key))
         if known is not None:
-            return Appended(known[1], original=known[2])
-        seq = await self.append(log, entry_tail, fanouts, event=event)
-        entry = f'{{"seq":{seq}{entry_tail}'
-        self._dedupe[(log, dedupe.key)] = (now + dedupe.ttl_ms / 1000, seq, entry)
-        return Appended(seq)
+            return Appended(known[1], original=known[2], epoch=known[3])
+        appended = await self.append_entry(log, entry_tail, fanouts, event=event)
+        entry = f'{{"seq":{appended.seq},"epoch":"{appended.epoch}"{entry_tail}'
+        expiry = now + dedupe.ttl_ms / 1000
+        self._dedupe[(log, dedupe.key)] = (expiry, appended.seq, entry, appended.epoch)
+        return appended
 
     async def append(
         self,
@@ -420,19 +450,40 @@ class MemoryStore:
         *,
         event: Event | None = None,
     ) -> int:
+        return (await self.append_entry(log, entry_tail, fanouts, event=event)).seq
+
+    async def append_entry(
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
+    ) -> Appended:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
         state = self._logs.get(log)
         if state is None:
             state = self._logs[log] = _Log(entries=deque(maxlen=self._history_size))
         state.seq += 1
-        entry = f'{{"seq":{state.seq}{entry_tail}'
+        entry = f'{{"seq":{state.seq},"epoch":"{state.epoch}"{entry_tail}'
         state.entries.append(entry)
         for fanout in fanouts:
             # Synchronously and before the next append can run: delivery order = seq order.
             self._publish(fanout.channel, fanout.head + entry + fanout.tail)
-        self._emit(event, {"seq": state.seq})
-        return state.seq
+        self._emit(event, {"seq": state.seq, "epoch": state.epoch})
+        return Appended(state.seq, epoch=state.epoch)
+
+    async def log_heads(self, logs: Sequence[str]) -> list[LogHead]:
+        heads = []
+        for log in logs:
+            state = self._logs.get(log)
+            if state is None:
+                heads.append(LogHead(None, 0, 1, None))
+                continue
+            last = state.entries[-1] if state.entries else None
+            heads.append(LogHead(state.epoch, state.seq, state.first_seq, last))
+        return heads
 
     async def history(
         self, log: str, *, before: int | None, since: int | None, limit: int
@@ -477,6 +528,66 @@ class MemoryStore:
         """Add ``event`` to the stream, within the same step as its change."""
         if event is not None and self._events is not None:
             self._events.add(event.key(values), event.text(values))
+
+    # -- per-user state ------------------------------------------------------------------
+
+    def _of(self, user_id: str) -> _UserLogs:
+        return self._user_logs.setdefault(user_id, _UserLogs())
+
+    async def move_position(
+        self, user_id: str, log: str, kind: str, position: Position
+    ) -> Position | None:
+        if kind not in ("read", "received"):
+            raise ValueError(f"kind must be 'read' or 'received', not {kind!r}")
+        positions = self._of(user_id).positions
+        old = positions.get((kind, log))
+        if old is not None and old.epoch == position.epoch and old.seq >= position.seq:
+            return None
+        positions[(kind, log)] = position
+        return position
+
+    async def positions(
+        self, user_id: str, kind: str, logs: Sequence[str]
+    ) -> list[Position | None]:
+        if kind not in ("read", "received"):
+            raise ValueError(f"kind must be 'read' or 'received', not {kind!r}")
+        positions = self._of(user_id).positions
+        return [positions.get((kind, log)) for log in logs]
+
+    async def add_user_logs(self, user_id: str, refs: Sequence[str], at_ms: int) -> None:
+        logs = self._of(user_id).logs
+        for ref in refs:
+            logs[ref] = at_ms
+
+    async def remove_user_log(self, user_id: str, ref: str) -> None:
+        self._of(user_id).logs.pop(ref, None)
+
+    async def user_logs(self, user_id: str, limit: int) -> list[str]:
+        logs = self._of(user_id).logs
+        # Newest touch first; equal touches in reverse ref order, as Redis's ZREVRANGE.
+        ordered = sorted(logs, key=lambda ref: (logs[ref], ref), reverse=True)
+        return ordered[: max(limit, 0)]
+
+    async def set_status(self, user_id: str, status: str) -> None:
+        self._users.setdefault(user_id, _User(user_id)).status = status
+
+    async def invisible_among(self, user_ids: Sequence[str]) -> set[str]:
+        users = self._users
+        return {
+            uid for uid in user_ids if uid in users and users[uid].status == "invisible"
+        }
+
+    async def user_statuses(self, user_ids: Sequence[str]) -> list[UserStatus]:
+        found = []
+        for user_id in user_ids:
+            user = self._users.get(user_id)
+            if user is None:
+                found.append(UserStatus(user_id, None, 0, None))
+            else:
+                found.append(
+                    UserStatus(user_id, user.status, len(user.sessions), user.last_seen_ms)
+                )
+        return found
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -30,7 +30,9 @@ from storage.base import (
     DropEvents,
     Event,
     Fanout,
+    LogHead,
     Member,
+    Position,
     Room,
     RoomNameTaken,
     RoomSummary,
@@ -38,6 +40,7 @@ from storage.base import (
     SendCheck,
     StoreUnavailable,
     UserPresence,
+    UserStatus,
 )
 from storage.keys import KeySchema, hash_tag
 
@@ -139,8 +142,9 @@ return 1
 )
 
 # KEYS: room_info, room_owners, room_acl, room_users, room_sessions, room_counts, log,
-# log_seq (the room's log shares its slot)[, events].  ARGV: room key count, event.
-# Returns the ids of the sessions that were in the room, or false for an unknown room.
+# log_seq, log_epoch (the room's log shares its slot)[, events].  ARGV: room key count,
+# event.  Returns the ids of the sessions that were in the room, or false for an unknown
+# room.
 _REMOVE_ROOM = (
     _LUA_EVENT
     + """
@@ -264,6 +268,14 @@ redis.call('SADD', KEYS[2], ARGV[1])
 return {s[1], s[2]}
 """
 
+# KEYS: session_info, session_rooms.  ARGV: room_id
+# 1 if the session is registered, not being dropped, and still has the room in its set.
+_STILL_JOINING = """
+local s = redis.call('HMGET', KEYS[1], 'uid', 'dropping')
+if not s[1] or s[2] then return 0 end
+return redis.call('SISMEMBER', KEYS[2], ARGV[1])
+"""
+
 # KEYS: room_info, room_sessions, room_counts, room_users[, events].
 # ARGV: sid, uid, name, event
 # Returns -1 for an unknown room, 1 if the user entered the room, 0 otherwise.
@@ -347,59 +359,106 @@ return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms())
 """
 )
 
-# KEYS: log, log_seq[, events].  ARGV: entry_tail, history_size, publish command
-# (PUBLISH or SPUBLISH), then (channel, head, tail) per fanout, then the event (hole seq).
+# KEYS: nodes
+_LIVE_NODES = (
+    _LUA_NOW_MS
+    + """
+return redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now_ms(), '+inf')
+"""
+)
+
+_LUA_EPOCH = """
+-- The log's epoch: a new one (the Redis clock in microseconds) when the log starts at seq
+-- 1, or when it has none (written before epochs existed). Never reused by one log: a log
+-- can only start again after its keys are gone, and the clock has moved on by then.
+local function epoch_of(epoch_key, seq)
+  local epoch = redis.call('GET', epoch_key)
+  if seq == 1 or not epoch then
+    local t = redis.call('TIME')
+    epoch = t[1] .. string.format('%06d', tonumber(t[2]))
+    redis.call('SET', epoch_key, epoch)
+  end
+  return epoch
+end
+"""
+
+# KEYS: log, log_seq, log_epoch[, events].  ARGV: entry_tail, history_size, publish
+# command (PUBLISH or SPUBLISH), then (channel, head, tail) per fanout, then the event
+# (holes seq, epoch).  Returns {seq, epoch}.
 # Publishing inside the script is the point: Redis runs scripts one at a time, so the
 # order of publishes on a channel is the order of seqs, whichever node appended. With
 # SPUBLISH the channel must be in the log's slot: a room's channel is (same hash tag).
 _APPEND = (
     _LUA_EVENT
+    + _LUA_EPOCH
     + """
 local seq = redis.call('INCR', KEYS[2])
-local entry = '{"seq":' .. seq .. ARGV[1]
+local epoch = epoch_of(KEYS[3], seq)
+local entry = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 for i = 4, #ARGV - 1, 3 do redis.call(ARGV[3], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
-add_event(KEYS[#KEYS], ARGV[#ARGV], {seq = seq})
-return seq
+add_event(KEYS[#KEYS], ARGV[#ARGV], {seq = seq, epoch = epoch})
+return {seq, epoch}
 """
 )
 
-# KEYS: log, log_seq, log_dedupe[, events].  ARGV: entry_tail, history_size, ttl ms,
-# publish command, then (channel, head, tail) per fanout, then the event (hole seq).
-# Returns {seq} for a new entry, {seq, first entry} for a retry (nothing stored,
-# published or added to the stream).
+# KEYS: log, log_seq, log_dedupe, log_epoch[, events].  ARGV: entry_tail, history_size,
+# ttl ms, publish command, then (channel, head, tail) per fanout, then the event (holes
+# seq, epoch).  Returns {seq, epoch} for a new entry, {seq, epoch, first entry} for a
+# retry (nothing stored, published or added to the stream).
 _APPEND_ONCE = (
     _LUA_EVENT
+    + _LUA_EPOCH
     + """
 local first = redis.call('GET', KEYS[3])
-if first then return {tonumber(string.match(first, '^{"seq":(%d+)')), first} end
+if first then
+  local seq, epoch = string.match(first, '^{"seq":(%d+),"epoch":"([^"]*)"')
+  return {tonumber(seq), epoch or '', first}
+end
 local seq = redis.call('INCR', KEYS[2])
-local entry = '{"seq":' .. seq .. ARGV[1]
+local epoch = epoch_of(KEYS[4], seq)
+local entry = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 redis.call('SET', KEYS[3], entry, 'PX', ARGV[3])
 for i = 5, #ARGV - 1, 3 do redis.call(ARGV[4], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
-add_event(KEYS[#KEYS], ARGV[#ARGV], {seq = seq})
-return {seq}
+add_event(KEYS[#KEYS], ARGV[#ARGV], {seq = seq, epoch = epoch})
+return {seq, epoch}
 """
 )
 
-# KEYS: log, log_seq.  ARGV: seq, old entry, new entry, entry_tail, history_size, publish
-# command, then (channel, head, tail) per fanout.  Returns the appended seq, or 0 if the
-# entry at seq is not the old entry any more.
-_REVISE = """
+# KEYS: a user's read or received hash.  ARGV: log, seq, epoch.
+# Returns 1 if the position moved forward (or into a new epoch), 0 otherwise.
+_MOVE_POSITION = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local seq, epoch = string.match(old, '^(%d+):(.*)$')
+  if epoch == ARGV[3] and tonumber(seq) >= tonumber(ARGV[2]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
+return 1
+"""
+
+# KEYS: log, log_seq, log_epoch.  ARGV: seq, old entry, new entry, entry_tail,
+# history_size, publish command, then (channel, head, tail) per fanout.  Returns {the
+# appended seq, its epoch}, or {0} if the entry at seq is not the old entry any more.
+_REVISE = (
+    _LUA_EPOCH
+    + """
 local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
-if #found ~= 1 or found[1] ~= ARGV[2] then return 0 end
+if #found ~= 1 or found[1] ~= ARGV[2] then return {0} end
 redis.call('ZREM', KEYS[1], ARGV[2])
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[3])
 local seq = redis.call('INCR', KEYS[2])
-local entry = '{"seq":' .. seq .. ARGV[4]
+local epoch = epoch_of(KEYS[3], seq)
+local entry = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[4]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[5]) + 1))
 for i = 7, #ARGV, 3 do redis.call(ARGV[6], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
-return seq
+return {seq, epoch}
 """
+)
 
 # -- errors and decoding -----------------------------------------------------------------
 
@@ -532,16 +591,19 @@ class RedisStore:
         self._rename_in_room = register(_RENAME_IN_ROOM)
         self._join_session = register(_JOIN_SESSION)
         self._join_room = register(_JOIN_ROOM)
+        self._still_joining = register(_STILL_JOINING)
         self._leave_room = register(_LEAVE_ROOM)
         self._drop_session_begin = register(_DROP_SESSION_BEGIN)
         self._renew_lease = register(_RENEW_LEASE)
         self._expired_nodes = register(_EXPIRED_NODES)
+        self._live_nodes = register(_LIVE_NODES)
         self._append = register(_APPEND)
         self._set_role = register(_SET_ROLE)
         self._impose = register(_IMPOSE)
         self._send_check = register(_SEND_CHECK)
         self._remove_user_from_room = register(_REMOVE_USER_FROM_ROOM)
         self._revise = register(_REVISE)
+        self._move_position = register(_MOVE_POSITION)
 
     @property
     def cluster(self) -> bool:
@@ -707,7 +769,7 @@ class RedisStore:
             ]
             if hash_tag(k.log(log)) != hash_tag(k.room_info(room_id)):
                 raise ValueError(f"log {log!r} is not room {room_id!r}'s log")
-            doomed = [*room_keys, k.log(log), k.log_seq(log)]
+            doomed = [*room_keys, k.log(log), k.log_seq(log), k.log_epoch(log)]
             script_keys, encoded = self._event(doomed, event)
             sids = await self._remove_room(keys=script_keys, args=[len(doomed), encoded])
         for sid in sids or []:
@@ -840,24 +902,28 @@ class RedisStore:
         if joined < 0:  # unknown room
             await self._redis.srem(k.session_rooms(sid), room_id)
             return False
-        # A drop that began after our first step left the rooms it read, perhaps before
-        # our presence was written: if the session is being dropped now, back out. (A drop
-        # beginning after this check reads this room from the set and leaves it itself.)
-        uid_now, dropping = await self._redis.hmget(k.session_info(sid), ["uid", "dropping"])
-        if uid_now is None or dropping is not None:
+        # A drop that began after our first step left the rooms it read, and a leave of
+        # this room took it out of the set, perhaps before our presence was written: if
+        # either happened, back out. (One beginning after this check undoes our presence
+        # itself: a drop reads the room from the set, a leave re-checks the presence.)
+        if not await self._still_joining(keys=session_keys, args=[room_id]):
             await self._leave_room(keys=presence, args=[sid])
             return False
         return joined == 1
 
     @_unavailable_as_store_error
     async def leave_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
+        # Presence first, then the session's set (a crash in between keeps the set a
+        # superset), then presence again: a join of the same room that wrote its presence
+        # in between, after its own check, would otherwise stay without a set entry. The
+        # event goes with whichever step takes the user's last session out.
         k = self._keys
-        keys, encoded = self._event(
-            [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)], event
-        )
+        presence = [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)]
+        keys, encoded = self._event(presence, event)
         left = await self._leave_room(keys=keys, args=[sid, encoded])
         await self._redis.srem(k.session_rooms(sid), room_id)
-        return bool(left)
+        left_again = await self._leave_room(keys=keys, args=[sid, encoded])
+        return bool(left or left_again)
 
     @_unavailable_as_store_error
     async def drop_session(
@@ -956,6 +1022,22 @@ class RedisStore:
         return sorted(_text(node_id) for node_id in reply)
 
     @_unavailable_as_store_error
+    async def live_nodes(self) -> list[str]:
+        reply = await self._live_nodes(keys=[self._keys.nodes()])
+        return sorted(_text(node_id) for node_id in reply)
+
+    @_unavailable_as_store_error
+    async def put_node_stats(self, node_id: str, stats: str) -> None:
+        await self._redis.hset(self._keys.node_stats(), node_id, stats)
+
+    @_unavailable_as_store_error
+    async def node_stats(self, node_ids: Sequence[str]) -> dict[str, str]:
+        if not node_ids:
+            return {}
+        values = await self._redis.hmget(self._keys.node_stats(), list(node_ids))
+        return {n: _text(v) for n, v in zip(node_ids, values, strict=True) if v is not None}
+
+    @_unavailable_as_store_error
     async def claim_node_cleanup(self, node_id: str, ttl_ms: int) -> bool:
         # SET NX is atomic on its own; PX frees the claim if the claimer dies mid-purge.
         claimed = await self._redis.set(self._keys.node_cleanup(node_id), "1", nx=True, px=ttl_ms)
@@ -966,6 +1048,7 @@ class RedisStore:
         # The cleanup claim is left to expire: it keeps a slower peer that also saw the
         # node expire from purging it a second time.
         await self._redis.zrem(self._keys.nodes(), node_id)
+        await self._redis.hdel(self._keys.node_stats(), node_id)
 
     # -- message logs ------------------------------------------------------------------
 
@@ -991,7 +1074,6 @@ class RedisStore:
         for channel, fanout in after:
             await self._redis.spublish(channel, fanout.head + entry + fanout.tail)
 
-    @_unavailable_as_store_error
     async def append(
         self,
         log: str,
@@ -1000,21 +1082,35 @@ class RedisStore:
         *,
         event: Event | None = None,
     ) -> int:
+        return (await self.append_entry(log, entry_tail, fanouts, event=event)).seq
+
+    @staticmethod
+    def _entry(seq: int, epoch: str, entry_tail: str) -> str:
+        return f'{{"seq":{seq},"epoch":"{epoch}"{entry_tail}'
+
+    @_unavailable_as_store_error
+    async def append_entry(
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
+    ) -> Appended:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
         k = self._keys
         log_key = k.log(log)
         inside, after = self._split_fanouts(log_key, fanouts)
-        keys, encoded = self._event([log_key, k.log_seq(log)], event)
-        seq = int(
-            await self._append(
-                keys=keys,
-                args=[entry_tail, self._history_size, self._publish_command, *inside, encoded],
-            )
+        keys, encoded = self._event([log_key, k.log_seq(log), k.log_epoch(log)], event)
+        seq, epoch = await self._append(
+            keys=keys,
+            args=[entry_tail, self._history_size, self._publish_command, *inside, encoded],
         )
+        appended = Appended(int(seq), epoch=_text(epoch))
         if after:
-            await self._publish_after(f'{{"seq":{seq}{entry_tail}', after)
-        return seq
+            await self._publish_after(self._entry(appended.seq, appended.epoch, entry_tail), after)
+        return appended
 
     @_unavailable_as_store_error
     async def append_once(
@@ -1032,7 +1128,8 @@ class RedisStore:
         log_key = k.log(log)
         digest = hashlib.sha256(dedupe.key.encode()).hexdigest()
         inside, after = self._split_fanouts(log_key, fanouts)
-        keys, encoded = self._event([log_key, k.log_seq(log), k.log_dedupe(log, digest)], event)
+        dedupe_keys = [log_key, k.log_seq(log), k.log_dedupe(log, digest), k.log_epoch(log)]
+        keys, encoded = self._event(dedupe_keys, event)
         reply = await self._append_once(
             keys=keys,
             args=[
@@ -1044,12 +1141,12 @@ class RedisStore:
                 encoded,
             ],
         )
-        if len(reply) > 1:
-            return Appended(int(reply[0]), original=_text(reply[1]))
-        seq = int(reply[0])
+        if len(reply) > 2:
+            return Appended(int(reply[0]), original=_text(reply[2]), epoch=_text(reply[1]))
+        appended = Appended(int(reply[0]), epoch=_text(reply[1]))
         if after:
-            await self._publish_after(f'{{"seq":{seq}{entry_tail}', after)
-        return Appended(seq)
+            await self._publish_after(self._entry(appended.seq, appended.epoch, entry_tail), after)
+        return appended
 
     @_unavailable_as_store_error
     async def history(
@@ -1083,11 +1180,14 @@ class RedisStore:
         args: list[str | int] = [
             seq, old_entry, new_entry, entry_tail, self._history_size, self._publish_command
         ]  # fmt: skip
-        appended = int(await self._revise(keys=[log_key, k.log_seq(log)], args=[*args, *inside]))
+        reply = await self._revise(
+            keys=[log_key, k.log_seq(log), k.log_epoch(log)], args=[*args, *inside]
+        )
+        appended = int(reply[0])
         if not appended:
             return None
         if after:
-            await self._publish_after(f'{{"seq":{appended}{entry_tail}', after)
+            await self._publish_after(self._entry(appended, _text(reply[1]), entry_tail), after)
         return appended
 
     @_unavailable_as_store_error
@@ -1100,6 +1200,118 @@ class RedisStore:
             maxlen=self._events_maxlen,
             approximate=True,
         )
+
+    async def log_heads(self, logs: Sequence[str]) -> list[LogHead]:
+        if not logs:
+            return []
+        k = self._keys
+        # Not a transaction: a log's keys share a slot, but a cluster pipeline cannot
+        # span slots. Read newest-first per log, so a concurrent append makes ``seq`` at
+        # most lag ``last``, never the other way round.
+        pipe = self._redis.pipeline(transaction=False)
+        for log in logs:
+            pipe.get(k.log_epoch(log))
+            pipe.get(k.log_seq(log))
+            pipe.zrange(k.log(log), 0, 0, withscores=True)
+            pipe.zrange(k.log(log), -1, -1)
+        replies = await pipe.execute()
+        heads = []
+        for i in range(0, len(replies), 4):
+            epoch, seq_text, oldest, newest = replies[i : i + 4]
+            seq = int(seq_text) if seq_text is not None else 0
+            first = int(oldest[0][1]) if oldest else seq + 1
+            last = _text(newest[0]) if newest else None
+            heads.append(LogHead(_text(epoch) if epoch is not None else None, seq, first, last))
+        return heads
+
+    # -- per-user state ------------------------------------------------------------------
+
+    def _positions_key(self, user_id: str, kind: str) -> str:
+        if kind == "read":
+            return self._keys.user_read(user_id)
+        if kind == "received":
+            return self._keys.user_received(user_id)
+        raise ValueError(f"kind must be 'read' or 'received', not {kind!r}")
+
+    @_unavailable_as_store_error
+    async def move_position(
+        self, user_id: str, log: str, kind: str, position: Position
+    ) -> Position | None:
+        moved = await self._move_position(
+            keys=[self._positions_key(user_id, kind)],
+            args=[log, position.seq, position.epoch],
+        )
+        return position if int(moved) else None
+
+    @_unavailable_as_store_error
+    async def positions(
+        self, user_id: str, kind: str, logs: Sequence[str]
+    ) -> list[Position | None]:
+        if not logs:
+            return []
+        values = await self._redis.hmget(self._positions_key(user_id, kind), list(logs))
+        found: list[Position | None] = []
+        for value in values:
+            if value is None:
+                found.append(None)
+                continue
+            seq, _, epoch = _text(value).partition(":")
+            found.append(Position(epoch, int(seq)))
+        return found
+
+    @_unavailable_as_store_error
+    async def add_user_logs(self, user_id: str, refs: Sequence[str], at_ms: int) -> None:
+        if refs:
+            await self._redis.zadd(self._keys.user_logs(user_id), dict.fromkeys(refs, at_ms))
+
+    @_unavailable_as_store_error
+    async def remove_user_log(self, user_id: str, ref: str) -> None:
+        await self._redis.zrem(self._keys.user_logs(user_id), ref)
+
+    @_unavailable_as_store_error
+    async def user_logs(self, user_id: str, limit: int) -> list[str]:
+        if limit <= 0:
+            return []
+        refs = await self._redis.zrevrange(self._keys.user_logs(user_id), 0, limit - 1)
+        return [_text(ref) for ref in refs]
+
+    @_unavailable_as_store_error
+    async def set_status(self, user_id: str, status: str) -> None:
+        # Two keys (a user's own, and the one set): not atomic, but a retry repairs it.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hset(self._keys.user_info(user_id), "status", status)
+        if status == "invisible":
+            pipe.sadd(self._keys.invisible_users(), user_id)
+        else:
+            pipe.srem(self._keys.invisible_users(), user_id)
+        await pipe.execute()
+
+    @_unavailable_as_store_error
+    async def invisible_among(self, user_ids: Sequence[str]) -> set[str]:
+        if not user_ids:
+            return set()
+        flags = await self._redis.smismember(self._keys.invisible_users(), list(user_ids))
+        return {uid for uid, flag in zip(user_ids, flags, strict=True) if int(flag)}
+
+    @_unavailable_as_store_error
+    async def user_statuses(self, user_ids: Sequence[str]) -> list[UserStatus]:
+        pipe = self._redis.pipeline(transaction=False)
+        for user_id in user_ids:
+            pipe.hmget(self._keys.user_info(user_id), ["status", "last_seen"])
+            pipe.scard(self._keys.user_sessions(user_id))
+        replies = await pipe.execute()
+        found = []
+        for i, user_id in enumerate(user_ids):
+            (status, last_seen), sessions = replies[2 * i], replies[2 * i + 1]
+            found.append(
+                UserStatus(
+                    user_id,
+                    _text(status) if status is not None else None,
+                    int(sessions),
+                    int(last_seen) if last_seen is not None else None,
+                )
+            )
+        return found
 
     async def close(self) -> None:
         await self._redis.aclose()

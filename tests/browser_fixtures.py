@@ -14,8 +14,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -31,6 +32,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
+TIMEOUT_MS = 15_000  # only ever reached when something is broken
 
 
 def require_browser_tools() -> None:
@@ -49,6 +51,21 @@ def require_browser_tools() -> None:
             "(do not run `playwright install`; the test uses /usr/bin/chromium)",
             pytrace=False,
         )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium for a test module (load it with ``pytest_plugins``)."""
+    require_browser_tools()
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=TIMEOUT_MS)
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
 
 
 def artifacts_dir() -> Path:

@@ -330,6 +330,7 @@ async def test_across_nodes(node_factory, http):
         assert renamed["object"]["summary"] == "ops"
     _, user = await api_a.call("GET", "/users/alice", expect=200)
     assert (user["online"], user["sessions"], user["rooms"]) == (True, 2, [room["id"]])
+    assert user["status"] == "online"
     await api_a.call("DELETE", f"/rooms/{room['id']}", expect=200)
     for client in (on_b, member_b, also_on_a):
         [removed] = await client.wait_for("gn_room_removed")
@@ -359,3 +360,17 @@ async def test_across_nodes(node_factory, http):
 
     gone = await asyncio.wait_for(offline(), 10)
     assert gone["sessions"] == 0 and gone["last_seen"] is not None
+    assert gone["status"] == "offline"
+
+
+async def test_notifications_sent_while_offline_show_as_unread_conversations(api, api_node):
+    await api.call("POST", "/messages", notice("dana", "your order shipped"), expect=201)
+    await api.call("POST", "/messages", notice("dana", "it arrives today"), expect=201)
+    dana = await api_node.client(user="dana")
+    reply = await dana.call("conversations", {"verb": "list"})
+    [conversation] = reply["data"]["object"]["attachments"]
+    assert (conversation["id"], conversation["objectType"]) == ("backend", "user")
+    assert (conversation["seq"], conversation["unread"]) == (2, 2)
+    assert conversation["last"]["content"] == "it arrives today"
+    _, user = await api.call("GET", "/users/dana", expect=200)
+    assert user["status"] == "online"

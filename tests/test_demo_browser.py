@@ -5,6 +5,8 @@ come and go, exchange a direct message, and see the server's error texts. Markup
 message must arrive as text. Then the connection is dropped (the page must reconnect,
 rejoin and catch up what it missed) and the node is killed and restarted (the page must
 reconnect and say that the room is gone, since an in-memory node forgets its rooms).
+Unread badges come from the server's conversations, read marks from receipts, and a
+status dot shows each person's status.
 Last, on a `--auth jwt` node, the token decides who logs in.
 
 Screenshots land in tests/artifacts/ (ignored by git).
@@ -20,30 +22,16 @@ from typing import Any
 import pytest
 
 from tests.browser_fixtures import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
+    TIMEOUT_MS,
     Node,
     artifacts_dir,
     free_port,
     require_browser_tools,
 )
 
+pytest_plugins = ["tests.browser_fixtures"]  # the browser fixture
+
 XSS = "<img src=x onerror=alert(1)>"
-TIMEOUT_MS = 15_000
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    require_browser_tools()
-    from playwright.sync_api import expect, sync_playwright
-
-    expect.set_options(timeout=TIMEOUT_MS)
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
 
 
 @pytest.fixture
@@ -409,6 +397,51 @@ def test_node_restart(browser: Any, node: Node) -> None:
     bob.join("general")
     bob.send("hello again")
     alice.expect_message("Bob", "hello again")
+    for person in (alice, bob):
+        person.check_clean()
+        person.close()
+
+
+def test_unread_badges_read_marks_and_status(browser: Any, node: Node) -> None:
+    """Direct messages sent while Bob was never online show as an unread badge when he
+    logs in (the server's conversations); opening them marks them read, and Alice sees
+    read marks; Bob's status (away) shows as his dot, and in Alice's member list."""
+    from playwright.sync_api import expect
+
+    alice, bob = Person(browser, node), Person(browser, node)
+    alice.open()
+    alice.login("alice", "Alice")
+    alice.page.get_by_label("User id to message").fill("bob")
+    alice.page.get_by_role("button", name="Open", exact=True).click()
+    expect(alice.page.get_by_test_id("conv-title")).to_have_text("Direct: bob")
+    alice.send("are you there?")
+    alice.send("hello?")
+    alice.expect_message("Alice", "hello?")
+    expect(alice.message("hello?").get_by_test_id("read-mark")).to_be_hidden()
+
+    bob.open()
+    bob.login("bob", "Bob")
+    item = bob.page.locator('[data-testid="conv-item"][data-conv="user:alice"]')
+    expect(item.locator(".badge-unread")).to_have_text("2")
+    item.get_by_role("button").click()
+    bob.expect_message("Alice", "are you there?")
+    expect(item.locator(".badge-unread")).to_have_count(0)
+    for text in ("are you there?", "hello?"):
+        expect(alice.message(text).get_by_test_id("read-mark")).to_be_visible()
+    bob.send("here!")
+    alice.expect_message("Bob", "here!")  # Alice has the conversation open: read at once
+    expect(bob.message("here!").get_by_test_id("read-mark")).to_be_visible()
+
+    alice.create_room("lounge")
+    alice.join("lounge")
+    bob.page.get_by_role("button", name="Refresh the room list").click()
+    bob.join("lounge")
+    bob.page.get_by_test_id("status-select").select_option("away")
+    expect(bob.page.get_by_test_id("status-dot")).to_have_attribute("data-status", "away")
+    alice.page.get_by_role("button", name="Open room lounge", exact=True).click()
+    bob_item = alice.page.locator('[data-testid="member"][data-user-id="bob"]')
+    expect(bob_item.get_by_test_id("member-status")).to_have_attribute("data-status", "away")
+    alice.page.screenshot(path=str(artifacts_dir() / "demo-status-read.png"))
     for person in (alice, bob):
         person.check_clean()
         person.close()

@@ -114,11 +114,13 @@ async def test_every_event_type_has_its_shape(node_factory: NodeFactory, tmp_pat
     assert room_message["verb"] == "send"
     assert room_message["log"] == f"room:{room_id}"
     assert room_message["seq"] == sent["seq"] == 1
+    assert room_message["epoch"] == sent["epoch"] and sent["epoch"]  # the log's, as stored
     assert room_message["published"] == sent["published"]
     assert room_message["actor"] == {"id": "alice", "summary": "Alice"}
     assert room_message["target"] == {"id": room_id, "objectType": "room"}
     assert room_message["object"] == {"id": sent["id"], "objectType": "group", "content": "hello"}
     assert direct["log"] == "dm:5:alice:bob" and direct["seq"] == told["seq"] == 1
+    assert direct["epoch"] == told["epoch"]
     assert direct["target"] == {"id": "bob", "objectType": "user"}
     assert direct["object"]["content"] == "psst"
 

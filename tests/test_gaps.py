@@ -126,3 +126,35 @@ async def test_a_revision_read_back_is_delivered_as_what_it_was() -> None:
     events = [p.split('["', 1)[1].split('"', 1)[0] for p in delivered]
     assert events == ["message", "gn_message_deleted", "message", "message"]
     assert [message_seq(p) for p in delivered] == [1, 2, 3, 4]
+
+
+def direct(seq: int, sender: str, to: str) -> str:
+    message = f'{{"seq":{seq},"actor":{{"id":"{sender}"}},"target":{{"id":"{to}"}}}}'
+    return "\n" + HEAD + message + TAIL
+
+
+async def test_each_conversation_on_a_user_channel_is_its_own_stream() -> None:
+    reads: list[tuple[str, int]] = []
+
+    async def read_missed(log_name: str, since: int) -> list[str]:
+        reads.append((log_name, since))
+        await asyncio.sleep(0)
+        sender = "a" if log_name.endswith(":a:u") else "b"
+        return [
+            direct(n, sender, "u").split("\n", 1)[1][len(HEAD) : -len(TAIL)]
+            for n in range(since + 1, 4)
+        ]
+
+    out: list[tuple[str, int | None]] = []
+    guard = SequenceGuard(lambda ch, p: out.append((ch, message_seq(p))), read_missed)
+    guard.deliver("user:u", direct(1, "a", "u"))
+    guard.deliver("user:u", direct(1, "b", "u"))  # another conversation: seq 1 again
+    guard.deliver("user:u", direct(1, "a", "u"))  # a duplicate
+    guard.deliver("user:u", direct(3, "b", "u"))  # b's 2 was lost
+    await settle()
+    assert reads == [("dm:1:b:u", 1)]
+    assert [seq for _, seq in out] == [1, 1, 2, 3]
+    guard.resubscribed("user:u")  # both conversations are read back
+    await settle()
+    assert sorted(reads[1:]) == [("dm:1:a:u", 1), ("dm:1:b:u", 3)]
+    assert [seq for _, seq in out] == [1, 1, 2, 3, 2, 3]  # a's 2 and 3 were missed

@@ -78,6 +78,7 @@ def entry(message: dict[str, Any]) -> dict[str, Any]:
     return {
         "id": message["id"],
         "seq": message["seq"],
+        "epoch": message["epoch"],
         "content": message["object"]["content"],
         "summary": message["actor"]["summary"],
         "published": message["published"],
@@ -918,6 +919,7 @@ async def test_message_is_stamped_and_delivered_to_every_member(
     assert sent == {
         "id": sent["id"],
         "seq": 1,
+        "epoch": sent["epoch"],
         "published": sent["published"],
         "verb": "send",
         "actor": {"id": "alice", "summary": "Alice"},
@@ -1115,6 +1117,7 @@ async def test_user_message_reaches_every_session_but_the_sending_one(
     assert sent == {
         "id": sent["id"],
         "seq": 1,
+        "epoch": sent["epoch"],
         "published": sent["published"],
         "verb": "send",
         "actor": {"id": "alice", "summary": "Alice"},

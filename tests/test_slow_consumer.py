@@ -8,6 +8,7 @@ the bound, the node closes it instead of growing memory without limit.
 from __future__ import annotations
 
 from tests.raw_client import RawClient, health
+from tests.test_metrics import _text as metrics_text
 
 pytest_plugins = ["tests.node_fixtures"]
 
@@ -36,5 +37,6 @@ async def test_a_client_that_stops_reading_is_dropped_and_harms_nobody(node_fact
     assert [m["seq"] for m in got] == list(range(1, MESSAGES + 1))
     stats = await health(node)
     assert stats["slow_consumers_dropped"] == 1
+    assert "\ndino_slow_consumers_dropped_total 1.0\n" in await metrics_text(node)
     assert stats["sessions"] == 1  # the sloth's session is gone, alice's is there
     sloth.writer.close()

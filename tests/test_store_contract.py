@@ -26,7 +26,9 @@ from redis.backoff import NoBackoff
 from storage.base import (
     Dedupe,
     Fanout,
+    LogHead,
     Member,
+    Position,
     RoomNameTaken,
     RoomSummary,
     Store,
@@ -434,6 +436,28 @@ async def test_lease_expires_and_renewal_revives(store: Store) -> None:
     assert await store.expired_nodes() == []
 
 
+async def test_live_nodes_are_those_with_a_running_lease(store: Store) -> None:
+    assert await store.live_nodes() == []
+    await store.renew_lease("short", 50)
+    await store.renew_lease("long", 60_000)
+    assert await store.live_nodes() == ["long", "short"]
+    await asyncio.sleep(0.15)
+    assert await store.live_nodes() == ["long"]
+    await store.forget_node("long")  # a goodbye: gone at once, not after the lease
+    assert await store.live_nodes() == []
+
+
+async def test_node_stats_are_replaced_and_forgotten_with_the_node(store: Store) -> None:
+    assert await store.node_stats(["a", "b"]) == {}
+    await store.put_node_stats("a", '{"sessions": 1}')
+    await store.put_node_stats("a", '{"sessions": 2}')
+    await store.put_node_stats("b", "{}")
+    assert await store.node_stats(["a", "b", "c"]) == {"a": '{"sessions": 2}', "b": "{}"}
+    assert await store.node_stats([]) == {}
+    await store.forget_node("a")
+    assert await store.node_stats(["a", "b"]) == {"b": "{}"}
+
+
 async def test_registering_again_renames_the_user_in_its_rooms(store: Store) -> None:
     room_id = await new_room(store)
     await store.register_session("s1", ALICE, "node-a")
@@ -479,9 +503,11 @@ async def test_entries_are_json_with_their_seq(store: Store) -> None:
     await store.append("log", ',"text":"héllo \\"quoted\\"","n":[1,2]}')
     await store.append("log", "}")
     entries = await store.history("log", before=None, since=None, limit=10)
+    [head] = await store.log_heads(["log"])
+    assert head.epoch
     assert [json.loads(e) for e in entries] == [
-        {"seq": 1, "text": 'héllo "quoted"', "n": [1, 2]},
-        {"seq": 2},
+        {"seq": 1, "epoch": head.epoch, "text": 'héllo "quoted"', "n": [1, 2]},
+        {"seq": 2, "epoch": head.epoch},
     ]
 
 
@@ -632,7 +658,10 @@ async def test_user_presence_counts_sessions_rooms_and_last_seen(store: Store) -
     alice = await store.user_presence("alice")
     assert alice is not None
     assert (alice.name, alice.sessions, alice.rooms, alice.last_seen_ms) == (
-        "Alice", 2, [room_id], None
+        "Alice",
+        2,
+        [room_id],
+        None,
     )
     await store.drop_session("s1")
     alice = await store.user_presence("alice")
@@ -682,6 +711,83 @@ async def test_concurrent_retries_store_exactly_once(store: Store) -> None:
     assert await seqs(store, "log") == [1]
 
 
+# -- epochs, positions, a user's logs, status ----------------------------------------------
+
+
+async def test_log_heads_tell_epoch_seq_and_reach(store: Store) -> None:
+    assert await store.log_heads([]) == []
+    [empty] = await store.log_heads(["nothing"])
+    assert empty == LogHead(None, 0, 1, None)
+    await append_many(store, "log", HISTORY_SIZE + 3)
+    appended = await store.append_entry("log", text_tail("last"))
+    [head, other] = await store.log_heads(["log", "nothing"])
+    assert head.epoch == appended.epoch and head.seq == appended.seq == HISTORY_SIZE + 4
+    assert head.first_seq == 5  # trimmed: 1..4 are gone
+    assert head.last is not None and json.loads(head.last)["text"] == "last"
+    assert other == empty
+
+
+async def test_a_log_started_again_has_a_new_epoch(store: Store) -> None:
+    room_id = await new_room(store)
+    first = await store.append_entry("room:" + room_id, "}")
+    await store.remove_room(room_id, "room:" + room_id)
+    assert (await store.log_heads(["room:" + room_id]))[0].seq == 0
+    again = await store.append_entry("room:" + room_id, "}")
+    assert again.seq == 1 and again.epoch != first.epoch
+    other = await store.append_entry("other", "}")
+    assert other.epoch  # every log has one
+
+
+async def test_a_retried_append_reports_the_first_epoch(store: Store) -> None:
+    first = await store.append_once("log", "}", [], ONCE)
+    retry = await store.append_once("log", "}", [], ONCE)
+    assert first.epoch and retry.epoch == first.epoch and retry.seq == first.seq
+
+
+async def test_positions_move_forward_only(store: Store) -> None:
+    assert await store.positions("alice", "read", ["log", "other"]) == [None, None]
+    assert await store.move_position("alice", "log", "read", Position("e1", 5)) == Position("e1", 5)
+    assert await store.move_position("alice", "log", "read", Position("e1", 3)) is None
+    assert await store.move_position("alice", "log", "read", Position("e1", 5)) is None
+    assert await store.positions("alice", "read", ["log"]) == [Position("e1", 5)]
+    assert await store.positions("alice", "received", ["log"]) == [None]  # kinds apart
+    assert await store.positions("bob", "read", ["log"]) == [None]  # users apart
+    # A new epoch replaces the position whatever its seq: the log started again.
+    assert await store.move_position("alice", "log", "read", Position("e2", 1)) is not None
+    assert await store.positions("alice", "read", ["log"]) == [Position("e2", 1)]
+    with pytest.raises(ValueError, match="kind"):
+        await store.move_position("alice", "log", "seen", Position("e1", 1))
+
+
+async def test_user_logs_newest_touch_first(store: Store) -> None:
+    await store.add_user_logs("alice", ["room:a", "user:bob"], 1_000)
+    await store.add_user_logs("alice", ["room:b"], 2_000)
+    await store.add_user_logs("alice", ["room:a"], 3_000)
+    assert await store.user_logs("alice", 10) == ["room:a", "room:b", "user:bob"]
+    assert await store.user_logs("alice", 2) == ["room:a", "room:b"]
+    await store.remove_user_log("alice", "room:b")
+    assert await store.user_logs("alice", 10) == ["room:a", "user:bob"]
+    assert await store.user_logs("bob", 10) == []
+
+
+async def test_statuses_of_many_users_at_once(store: Store) -> None:
+    await store.register_session("s1", ALICE, "n1")
+    await store.set_status("alice", "away")
+    await store.register_session("s2", BOB, "n1")
+    await store.drop_session("s2")
+    assert await store.invisible_among(["alice", "bob"]) == set()
+    await store.set_status("bob", "invisible")
+    assert await store.invisible_among(["alice", "bob", "nobody"]) == {"bob"}
+    assert await store.invisible_among([]) == set()
+    await store.set_status("bob", "away")
+    assert await store.invisible_among(["bob"]) == set()
+    await store.set_status("bob", "online")
+    alice, bob, nobody = await store.user_statuses(["alice", "bob", "nobody"])
+    assert (alice.status, alice.sessions, alice.last_seen_ms) == ("away", 1, None)
+    assert (bob.status, bob.sessions) == ("online", 0) and bob.last_seen_ms is not None
+    assert (nobody.status, nobody.sessions, nobody.last_seen_ms) == (None, 0, None)
+
+
 # -- RedisStore only ------------------------------------------------------------------------
 
 
@@ -725,8 +831,10 @@ async def test_bytes_replies_are_decoded(
     assert await store.list_rooms() == [RoomSummary(room_id, "bytes", 1)]
     assert await store.room_members(room_id) == [ALICE]
     assert await store.node_sessions("n1") == ["a1"]
-    await store.append("log", "}")
-    assert await store.history("log", before=None, since=None, limit=5) == ['{"seq":1}']
+    appended = await store.append_entry("log", "}")
+    expected = '{"seq":1,"epoch":"' + appended.epoch + '"}'
+    assert await store.history("log", before=None, since=None, limit=5) == [expected]
+    assert (await store.log_heads(["log"]))[0].epoch == appended.epoch
     assert await store.drop_session("a1") == [(room_id, ALICE)]
     await store.close()
 
@@ -846,3 +954,19 @@ async def test_concurrent_renames_agree_everywhere(store: Store) -> None:
     for i in range(10):  # and every losing name too
         if f"name {i}" != room.name:
             assert await store.rename_room(other, f"name {i}") is not None
+
+
+async def test_racing_joins_leaves_and_drops_leave_no_ghost(store: Store) -> None:
+    """A join racing a leave or a drop of the same session ends with the session either
+    in the room and in its room set, or in neither: a drop then cleans everything."""
+    room_id = await new_room(store)
+    await store.register_session("a0", ALICE, "n1")
+    for _ in range(20):
+        await asyncio.gather(store.join_room(room_id, "a0"), store.leave_room(room_id, "a0"))
+        await asyncio.gather(store.leave_room(room_id, "a0"), store.join_room(room_id, "a0"))
+    await store.drop_session("a0")
+    for i in range(20):
+        await store.register_session(f"b{i}", BOB, "n1")
+        await asyncio.gather(store.join_room(room_id, f"b{i}"), store.drop_session(f"b{i}"))
+    assert await store.room_members(room_id) == []
+    assert await store.node_sessions("n1") == []

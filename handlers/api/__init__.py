@@ -10,6 +10,7 @@ from typing import Any
 
 from server.node import Node
 
+from .admin import AdminStatsHandler
 from .base import NotFoundHandler
 from .messages import BroadcastHandler, MessagesHandler
 from .moderation import (
@@ -59,6 +60,7 @@ def routes(node: Node) -> list[tuple[str, Any, dict[str, Any]]]:
         (rf"/api/v1/bans/{_ID}", SanctionHandler),
         (rf"/api/v1/rooms/{_ID}/rules", RoomRulesHandler),
         (rf"/api/v1/rooms/{_ID}/messages/{_ID}", RoomMessageHandler),
+        (r"/api/v1/admin/stats", AdminStatsHandler),
         (r"/api(?:/.*)?", NotFoundHandler),
     ]
     return [(path, handler, {"node": node}) for path, handler in handlers]

@@ -114,8 +114,7 @@ Method = Callable[..., Awaitable[None]]
 def endpoint(method: Method) -> Method:
     """Runs an endpoint method and turns the core's typed errors into HTTP replies."""
 
-    @functools.wraps(method)
-    async def run(self: ApiHandler, *args: str) -> None:
+    async def answer(self: ApiHandler, *args: str) -> None:
         try:
             await method(self, *args)
         except NotFound as exc:
@@ -138,6 +137,15 @@ def endpoint(method: Method) -> Method:
         else:
             if self.node.outage.down:
                 self.node.outage.recovered()
+
+    @functools.wraps(method)
+    async def run(self: ApiHandler, *args: str) -> None:
+        # Counted, so that a draining node finishes this request before it stops.
+        self.node.status.api_requests += 1
+        try:
+            await answer(self, *args)
+        finally:
+            self.node.status.api_requests -= 1
 
     return run
 

@@ -234,6 +234,65 @@ SCHEMAS: dict[str, Schema] = {
                 "format": "date-time",
                 "description": "when the user's last session ended; null if never",
             },
+            "status": {
+                "type": "string",
+                "enum": ["online", "away", "invisible", "offline"],
+                "description": "the status the user set (offline without sessions); "
+                "GET only",
+            },
+        },
+    },
+    "AdminStats": {
+        "type": "object",
+        "required": ["at_ms", "answered_by", "nodes", "rooms"],
+        "properties": {
+            "at_ms": {"type": "integer", "description": "server time, ms since the epoch"},
+            "answered_by": {"type": "string"},
+            "nodes": {
+                "type": "array",
+                "description": "nodes holding a lease, with the numbers each published at "
+                "its last heartbeat (counters are totals since it started)",
+                "items": {
+                    "type": "object",
+                    "required": ["id"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "at_ms": {"type": "integer"},
+                        "connections": {
+                            "type": "object",
+                            "additionalProperties": {"type": "integer", "minimum": 0},
+                        },
+                        "sessions": {"type": "integer", "minimum": 0},
+                        "users": {"type": "integer", "minimum": 0},
+                        "rooms_local": {"type": "integer", "minimum": 0},
+                        "events": {"type": "integer", "minimum": 0},
+                        "messages": {"type": "integer", "minimum": 0},
+                        "deliveries": {"type": "integer", "minimum": 0},
+                        "draining": {"type": "boolean"},
+                        "redis_up": {"type": "boolean"},
+                    },
+                },
+            },
+            "rooms": {
+                "type": "object",
+                "required": ["total", "busiest"],
+                "properties": {
+                    "total": {"type": "integer", "minimum": 0},
+                    "busiest": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["id", "name", "members", "last_seq"],
+                            "properties": {
+                                "id": {"type": "string"},
+                                "name": {"type": "string"},
+                                "members": {"type": "integer", "minimum": 0},
+                                "last_seq": {"type": "integer", "minimum": 0},
+                            },
+                        },
+                    },
+                },
+            },
         },
     },
 }
@@ -404,6 +463,21 @@ PATHS: dict[str, Schema] = {
                 "required": False,
                 "content": _json({"type": "object", "properties": {"reason": _NAME}}),
             },
+        ),
+    },
+    "/admin/stats": {
+        "get": _op(
+            "The cluster at a glance, for the admin page (/admin/): nodes alive with their "
+            "connections and counters, the busiest rooms by members",
+            _ok("the overview", _ref("AdminStats")),
+            parameters=[
+                {
+                    "name": "rooms",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 50},
+                    "description": "how many of the busiest rooms (default 10)",
+                }
+            ],
         ),
     },
 }

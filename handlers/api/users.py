@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from core import users
+from core import status, users
 from core.pushes import ms_rfc3339
 from storage.base import UserPresence
 
@@ -14,8 +14,8 @@ from .base import ApiHandler, endpoint
 DEFAULT_DISCONNECT_REASON = "disconnected by the server"
 
 
-def user_json(user: UserPresence) -> dict[str, Any]:
-    return {
+def user_json(user: UserPresence, shown: status.Shown | None = None) -> dict[str, Any]:
+    found: dict[str, Any] = {
         "id": user.id,
         "summary": user.name,
         "online": user.sessions > 0,
@@ -23,12 +23,17 @@ def user_json(user: UserPresence) -> dict[str, Any]:
         "rooms": user.rooms,
         "last_seen": ms_rfc3339(user.last_seen_ms) if user.last_seen_ms is not None else None,
     }
+    if shown is not None:
+        found["status"] = shown.status  # the backend sees invisible users as they are
+    return found
 
 
 class UserHandler(ApiHandler):
     @endpoint
     async def get(self, user_id: str) -> None:
-        self.reply(user_json(await users.presence(self.node, user_id)))
+        presence = await users.presence(self.node, user_id)
+        [shown] = await status.get(self.node, [user_id], viewer=None)
+        self.reply(user_json(presence, shown))
 
 
 class UserDisconnectHandler(ApiHandler):

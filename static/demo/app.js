@@ -27,6 +27,8 @@
     active: null, // key of the conversation on screen
     pollTimer: null,
     refreshTimer: null,
+    status: 'online', // what the person chose in the status menu
+    resumed: null, // counts from the last gn_resume, for the status line
   };
 
   // ---------------------------------------------------------------- DOM helpers
@@ -149,13 +151,21 @@
     socket.on('message', onMessage);
     socket.on('gn_user_joined', onUserJoined);
     socket.on('gn_user_left', onUserLeft);
+    socket.on('gn_resume', onResume);
+    socket.on('gn_gap', onGap);
+    socket.on('gn_message_read', onRead);
   }
 
   /** Runs on the first connect and again after every reconnect (a new server session). */
   function onConnect() {
     var reconnecting = state.everConnected;
     setStatus('connecting', reconnecting ? 'reconnected, logging in again…' : 'connected, logging in…');
-    request('login', loginPayload(state.login)).then(function (resp) {
+    var payload = loginPayload(state.login);
+    // After a reconnect, the login carries every log we show with the last seq and
+    // epoch we have: the server rejoins the rooms and replays exactly what we missed,
+    // before anything newer (gn_resume reports per log; see onResume).
+    if (reconnecting) payload.object = { attachments: resumeList() };
+    request('login', payload).then(function (resp) {
       if (!ok(resp)) {
         if (!reconnecting) {
           // Nothing to keep yet: back to the form, with the server's reason.
@@ -172,45 +182,165 @@
       state.me = { id: actor.id || state.login.id, name: actor.summary || actor.id || state.login.id };
       state.everConnected = true;
       $('whoami-name').textContent = state.me.name + ' (' + state.me.id + ')';
+      showOwnStatus(state.status);
+      if (state.status !== 'online') setOwnStatus(state.status); // kept across reconnects
       if (!reconnecting) {
         setStatus('connected', 'connected');
         showChatView();
         refreshRooms();
         startRoomPolling();
+        loadConversations();
         return;
       }
-      restoreSession();
+      finishResume();
     });
   }
 
-  /** After a reconnect: rejoin every room we were in and fetch what we missed. */
-  function restoreSession() {
-    var rooms = [];
-    var directs = [];
+  /** Every log we show, as `resume` wants it: kind, id, last seq held, its epoch. */
+  function resumeList() {
+    var logs = [];
     state.convs.forEach(function (conv) {
-      if (conv.kind === 'room' && conv.joined && !conv.gone) rooms.push(conv);
-      if (conv.kind === 'user') directs.push(conv);
+      if (conv.kind === 'room' && (!conv.joined || conv.gone)) return;
+      var item = { objectType: conv.kind, id: conv.id, seq: conv.contig };
+      if (conv.epoch) item.epoch = conv.epoch;
+      logs.push(item);
     });
-    var rejoins = rooms.map(function (conv) {
-      return request('join', { verb: 'join', target: { id: conv.id } }).then(function (resp) {
-        if (ok(resp)) { applyJoin(conv, resp.data); return 'rejoined'; }
-        // 400: the server says no (the room is gone, or its ACL no longer admits us).
-        // Anything else may pass; the room stays listed with a Join button to retry.
-        if (resp.status_code === 400) { markRoomGone(conv, resp); return 'gone'; }
-        markRejoinFailed(conv, resp);
-        return 'failed';
+    state.resumed = null;
+    return logs;
+  }
+
+  /** gn_resume (before gn_login): what the server did with each log we named. */
+  function onResume(resp) {
+    var outcomes = (resp && resp.data && resp.data.object && resp.data.object.attachments) || [];
+    var counts = { rejoined: 0, gone: 0 };
+    outcomes.forEach(function (o) {
+      var conv = state.convs.get(o.objectType + ':' + o.id);
+      if (!conv) return;
+      if (o.status === 'gone' || o.status === 'refused') {
+        markRoomGone(conv, { status_code: o.status === 'gone' ? 404 : 403, data: o.error });
+        counts.gone += 1;
+        return;
+      }
+      if (o.status === 'reset' && conv.epoch && conv.epoch !== o.epoch) resetLog(conv);
+      if (o.epoch) conv.epoch = o.epoch;
+      if (conv.kind === 'room') counts.rejoined += 1;
+    });
+    state.resumed = counts;
+  }
+
+  /** After the login that resumed: the status line, and fresh member lists. */
+  function finishResume() {
+    var counts = state.resumed || { rejoined: 0, gone: 0 };
+    var text = 'reconnected, rejoined ' + plural(counts.rejoined, 'room');
+    if (counts.gone) text += ' (' + counts.gone + ' no longer available)';
+    setStatus('connected', text);
+    state.convs.forEach(function (conv) {
+      if (conv.kind === 'room' && conv.joined && !conv.gone) refreshMembers(conv);
+    });
+    refreshRooms();
+  }
+
+  function refreshMembers(conv) {
+    var payload = { verb: 'list', target: { id: conv.id } };
+    return request('users_in_room', payload).then(function (resp) {
+      if (!ok(resp)) return;
+      conv.members = new Map();
+      historyAttachments(resp.data).forEach(function (u) { conv.members.set(u.id, u.content || u.id); });
+      if (state.active === conv.key) renderMembers(conv);
+    });
+  }
+
+  /** gn_gap: messages the server no longer keeps (trimmed while we were away). */
+  function onGap(gap) {
+    var target = (gap && gap.target) || {};
+    var conv = state.convs.get(target.objectType + ':' + target.id);
+    if (!conv) return;
+    addSystemLine(conv, plural(gap.to - gap.from + 1, 'earlier message') + ' could not be recovered.');
+    conv.contig = Math.max(conv.contig, gap.to); // not asked about again
+  }
+
+  /** The conversations the server keeps for us (direct messages that came while we
+   * were offline, on any node), with unread counts as badges. */
+  function loadConversations() {
+    return request('conversations', { verb: 'list', limit: 50 }).then(function (resp) {
+      if (!ok(resp)) return;
+      historyAttachments(resp.data).forEach(function (c) {
+        if (c.objectType !== 'user' || !c.unread) return;
+        var conv = openDirect(c.id, c.id, false);
+        conv.unread = c.unread;
       });
+      renderConversationList();
     });
-    directs.forEach(function (conv) { catchUp(conv); });
-    Promise.all(rejoins).then(function (results) {
-      var count = function (what) { return results.filter(function (r) { return r === what; }).length; };
-      var text = 'reconnected, rejoined ' + plural(count('rejoined'), 'room');
-      var notes = [];
-      if (count('gone')) notes.push(count('gone') + ' no longer available');
-      if (count('failed')) notes.push(count('failed') + ' failed');
-      if (notes.length) text += ' (' + notes.join(', ') + ')';
-      setStatus('connected', text);
-      refreshRooms();
+  }
+
+  // ---------------------------------------------------------------- read marks
+
+  /** Tell the server we have read the conversation on screen up to its newest seq. */
+  function markRead(conv) {
+    if (!conv || !state.socket || !state.socket.connected || document.hidden) return;
+    var upTo = maxSeen(conv);
+    if (upTo <= (conv.readSent || 0)) return;
+    conv.readSent = upTo;
+    var target = conv.kind === 'room' ? { id: conv.id } : { objectType: 'user', id: conv.id };
+    request('read', { verb: 'read', target: target, object: { seq: upTo } });
+  }
+
+  /** gn_message_read: someone read up to a seq; our messages up to it get a read mark. */
+  function onRead(receipt) {
+    var actor = (receipt && receipt.actor) || {};
+    var target = (receipt && receipt.target) || {};
+    var seq = Number(receipt && receipt.object && receipt.object.seq);
+    var fromMe = state.me && actor.id === state.me.id;
+    var key = target.objectType === 'room' ? 'room:' + target.id
+      : 'user:' + (fromMe ? target.id : actor.id);
+    var conv = state.convs.get(key);
+    if (!conv || !Number.isFinite(seq)) return;
+    if (fromMe) { // another of our sessions read it: no longer unread here either
+      if (seq >= maxSeen(conv)) { conv.unread = 0; renderConversationList(); }
+      return;
+    }
+    conv.peerRead = Math.max(conv.peerRead || 0, seq);
+    renderReadMarks(conv);
+  }
+
+  function renderReadMarks(conv) {
+    var upTo = conv.peerRead || 0;
+    conv.pane.querySelectorAll('li.msg.mine[data-seq]').forEach(function (li) {
+      if (Number(li.getAttribute('data-seq')) <= upTo) li.setAttribute('data-read', 'true');
+    });
+  }
+
+  // ---------------------------------------------------------------- status
+
+  /** The person's own status: a dot and a menu (online, away, invisible). */
+  function setOwnStatus(status) {
+    return request('status', { verb: status }).then(function (resp) {
+      if (!ok(resp)) {
+        showNotice('Status not changed: ' + describeError(resp));
+        showOwnStatus(state.status);
+        return;
+      }
+      state.status = status;
+      showOwnStatus(status);
+    });
+  }
+
+  function showOwnStatus(status) {
+    $('status-dot').setAttribute('data-status', status);
+    $('status-select').value = status;
+  }
+
+  /** Dots for the members on screen, from one get_status round trip. */
+  function refreshMemberStatus(conv) {
+    var ids = Array.from(conv.members.keys()).slice(0, 500);
+    if (!ids.length) return;
+    var payload = { verb: 'list', object: { attachments: ids.map(function (id) { return { id: id }; }) } };
+    request('get_status', payload).then(function (resp) {
+      if (!ok(resp) || state.active !== conv.key) return;
+      historyAttachments(resp.data).forEach(function (s) {
+        var dot = $('member-list').querySelector('li[data-user-id="' + CSS.escape(s.id) + '"] .status-dot');
+        if (dot) dot.setAttribute('data-status', s.status);
+      });
     });
   }
 
@@ -248,6 +378,7 @@
     state.socket = null;
     state.me = null;
     state.everConnected = false;
+    state.status = 'online';
     state.rooms = [];
     state.convs.forEach(function (conv) { conv.pane.remove(); });
     state.convs.clear();
@@ -462,6 +593,9 @@
       joined: false,
       gone: false,
       unread: 0,
+      epoch: null, // the log's epoch our seqs belong to
+      readSent: 0, // the highest seq we told the server we read
+      peerRead: 0, // the highest seq someone else read (read marks on our messages)
     };
     state.convs.set(key, conv);
     renderConversationList();
@@ -508,6 +642,7 @@
     renderConversationList();
     renderActive();
     if (conv) scrollToBottom(conv);
+    markRead(conv);
     $('composer-input').focus();
   }
 
@@ -554,6 +689,7 @@
     var members = isRoom ? Array.from(conv.members.entries()) : [];
     members.sort(function (a, b) { return a[1].localeCompare(b[1]); });
     list.replaceChildren.apply(list, members.map(function (m) { return memberItem(m[0], m[1]); }));
+    if (isRoom && conv.joined) refreshMemberStatus(conv);
     var inRoom = isRoom && conv.joined;
     $('member-count').textContent = inRoom ? String(members.length) : '';
     $('members-empty').hidden = inRoom;
@@ -565,6 +701,7 @@
     var isMe = state.me && id === state.me.id;
     var children = [
       el('div', { className: 'member-who' }, [
+        el('span', { className: 'status-dot', attrs: { 'data-status': 'online', 'data-testid': 'member-status' } }),
         el('span', { className: 'member-name', text: name }),
         el('span', { className: 'member-id', text: isMe ? 'you' : id }),
       ]),
@@ -586,7 +723,7 @@
   function fromActivity(a) {
     var actor = a.actor || {};
     return {
-      id: a.id, seq: Number(a.seq), published: a.published,
+      id: a.id, seq: Number(a.seq), epoch: a.epoch, published: a.published,
       senderId: actor.id, senderName: actor.summary || actor.id,
       content: (a.object && a.object.content) || '',
     };
@@ -595,7 +732,7 @@
   function fromHistoryEntry(e) {
     var actor = e.actor || {};
     return {
-      id: e.id, seq: Number(e.seq), published: e.published,
+      id: e.id, seq: Number(e.seq), epoch: e.epoch, published: e.published,
       senderId: actor.id, senderName: e.summary || actor.summary || actor.id,
       content: e.content || '',
     };
@@ -625,6 +762,10 @@
    */
   function addEntry(conv, entry) {
     if (!Number.isFinite(entry.seq)) return false;
+    if (entry.epoch && conv.epoch && entry.epoch !== conv.epoch) {
+      resetLog(conv); // the log started over (another epoch): our seqs mean nothing now
+    }
+    if (entry.epoch) conv.epoch = entry.epoch;
     var known = conv.seen.get(entry.seq);
     if (known !== undefined) {
       if (known === entry.id) return false;
@@ -660,6 +801,7 @@
         time,
       ]),
       el('p', { className: 'msg-text', text: entry.content, attrs: { 'data-testid': 'message-text' } }),
+      mine ? el('span', { className: 'msg-read', text: '✓✓', attrs: { 'data-testid': 'read-mark', title: 'read' } }) : null,
     ]);
   }
 
@@ -747,9 +889,14 @@
       conv = state.convs.get('room:' + activity.target.id);
       if (!conv) return; // a room we have left meanwhile
     }
-    if (addEntry(conv, fromActivity(activity)) && conv.key !== state.active) {
-      conv.unread += 1;
-      renderConversationList();
+    if (addEntry(conv, fromActivity(activity))) {
+      if (conv.key !== state.active) {
+        conv.unread += 1;
+        renderConversationList();
+      } else {
+        markRead(conv);
+      }
+      renderReadMarks(conv);
     }
     if (conv.baselined && maxSeen(conv) > conv.contig) catchUp(conv);
   }
@@ -835,6 +982,10 @@
       openDirect(id, id, true);
     });
     $('rooms-refresh').addEventListener('click', refreshRooms);
+    $('status-select').addEventListener('change', function (event) { setOwnStatus(event.target.value); });
+    document.addEventListener('visibilitychange', function () {
+      markRead(state.active && state.convs.get(state.active));
+    });
     $('leave-room').addEventListener('click', function () {
       var conv = state.convs.get(state.active);
       if (conv) leaveRoom(conv);
