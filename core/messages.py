@@ -13,7 +13,7 @@ from server.node import Node
 from server.wire import activity_tail
 from storage.base import Dedupe, Member, Position
 
-from . import pushes, roles
+from . import events, pushes, roles
 from .clock import now_ms
 from .errors import BadRequest
 from .names import conversation_log, log_ref, room_channel, room_log, user_channel
@@ -82,7 +82,10 @@ async def send(
     if idempotency_key is not None:
         ttl_ms = int(node.settings.idempotency_ttl * 1000)
         dedupe = Dedupe(f"{sender.id}\n{idempotency_key}", ttl_ms)
-    appended = await node.append_entry(log, tail, channels, pushes.MESSAGE_EVENT, skip, dedupe)
+    event = events.message_sent(node, message, log)
+    appended = await node.append_entry(
+        log, tail, channels, pushes.MESSAGE_EVENT, skip, dedupe, stream_event=event
+    )
     if appended.original is not None:
         first: pushes.Activity = ujson.loads(appended.original)
         return first

@@ -17,7 +17,7 @@ from server.hub import Session
 from server.node import Node
 from storage.base import Member, Room, RoomNameTaken, RoomSummary
 
-from . import access, acl, pushes, roles
+from . import access, acl, events, pushes, roles
 from .clock import now_ms
 from .control import leave_op, recheck_op
 from .errors import BadRequest, Conflict, NotFound
@@ -58,8 +58,12 @@ async def create(
     node: Node, name: str, owners: Sequence[Member], rules: Mapping[str, str] | None = None
 ) -> Room:
     check_acl(rules or {})
+    room_id = str(uuid.uuid4())
+    # The first owner created it from a socket; the backend names owners of its own.
+    room = Room(room_id, name, {o.id: o.name for o in owners}, dict(rules or {}))
+    event = events.room_created(node, room, None)
     try:
-        return await node.store.create_room(str(uuid.uuid4()), name, owners, rules)
+        return await node.store.create_room(room_id, name, owners, rules, event=event)
     except RoomNameTaken:
         raise Conflict(f"a room named '{name}' exists already") from None
 
@@ -97,7 +101,8 @@ async def join(node: Node, session: Session, room_id: str, *, with_history: bool
     # Listen before joining: whatever is published from now on reaches this session.
     await node.hub.listen(channel, session.sid)
     try:
-        first_session = await node.store.join_room(room.id, session.sid)
+        joined = events.joined(node, session.member, room.id)
+        first_session = await node.store.join_room(room.id, session.sid, event=joined)
     except BaseException:
         if room.id not in session.rooms:
             await node.hub.unlisten(channel, session.sid)
@@ -122,7 +127,8 @@ async def leave(node: Node, session: Session, room_id: str) -> None:
     assert session.member is not None
     if room_id not in session.rooms:
         raise BadRequest(f"you are not in room '{room_id}'")
-    user_left = await node.store.leave_room(room_id, session.sid)
+    left = events.left(node, session.member, room_id)
+    user_left = await node.store.leave_room(room_id, session.sid, event=left)
     session.rooms.discard(room_id)
     await node.hub.unlisten(room_channel(room_id), session.sid)
     if user_left:  # their last session left: the room leaves their conversations
@@ -158,7 +164,8 @@ async def set_access(
     await require_owner(node, room, by, "change its access rules")
     if simple is not None:
         check_acl(simple)
-        await node.store.set_acl(room.id, simple)
+        event = events.acl_changed(node, room.id, simple, by)
+        await node.store.set_acl(room.id, simple, event=event)
     if rules is not None:
         await node.store.set_rules(room.id, rules)
     updated = await get_room(node, room.id)
@@ -174,7 +181,8 @@ async def rename(node: Node, room_id: str, name: str, by: Member | None) -> Room
     room = await get_room(node, room_id)
     await require_owner(node, room, by, "rename it")
     try:
-        old_name = await node.store.rename_room(room.id, name)
+        event = events.room_renamed(node, room.id, name, by)
+        old_name = await node.store.rename_room(room.id, name, event=event)
     except RoomNameTaken:
         raise Conflict(f"a room named '{name}' exists already") from None
     if old_name is None:
@@ -191,7 +199,8 @@ async def remove(node: Node, room_id: str, by: Member | None) -> Room:
     gn_room_removed and are out of the room (no gn_user_left: the room is gone)."""
     room = await get_room(node, room_id)
     await require_owner(node, room, by, "remove it")
-    removed = await node.store.remove_room(room.id, room_log(room.id))
+    event = events.room_removed(node, room, by)
+    removed = await node.store.remove_room(room.id, room_log(room.id), event=event)
     if removed is None:
         raise NotFound(f"there is no room with id '{room_id}'")
     notice = pushes.room_removed(room, by)

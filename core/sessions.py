@@ -12,7 +12,7 @@ from server.hub import Session
 from server.node import Node
 from storage.base import Member
 
-from . import expiry, pushes
+from . import events, expiry, pushes
 from .errors import BadRequest
 from .names import BROADCAST_CHANNEL, room_channel, user_channel
 from .roles import Admin
@@ -49,7 +49,8 @@ async def login(
     await require_not_banned_globally(node, identity.id)
     name = identity.name or identity.id
     member = Admin(identity.id, name) if "admin" in identity.roles else Member(identity.id, name)
-    await node.store.register_session(session.sid, member, node.node_id)
+    login_event = events.login(node, member, session.sid)
+    await node.store.register_session(session.sid, member, node.node_id, event=login_event)
     if hold_user_channel:
         node.hub.hold(user_channel(member.id), session.sid)
     try:
@@ -83,8 +84,9 @@ async def disconnect(node: Node, session: Session) -> None:
 
 async def drop(node: Node, sid: str) -> None:
     """Remove a session cluster-wide and tell each room its user left entirely (unless
-    the user is invisible: nobody saw them come either)."""
-    left = await node.store.drop_session(sid)
+    the user is invisible: nobody saw them come either). The event stream hears of it
+    either way: it is the backend's record, not a presence push."""
+    left = await node.store.drop_session(sid, events=events.dropped(node))
     if not left:
         return
     if await node.store.invisible_among([left[0][1].id]):
@@ -108,11 +110,13 @@ async def register_again(node: Node) -> None:
     for session in list(node.hub.sessions.values()):
         if session.member is None:
             continue
-        await node.store.register_session(session.sid, session.member, node.node_id)
-        hidden = await node.store.invisible_among([session.member.id])
+        member = session.member
+        login_event = events.login(node, member, session.sid)
+        await node.store.register_session(session.sid, member, node.node_id, event=login_event)
+        hidden = await node.store.invisible_among([member.id])
         for room_id in list(session.rooms):
-            joined = await node.store.join_room(room_id, session.sid)
-            if joined and not hidden:
+            joined = events.joined(node, member, room_id)
+            if await node.store.join_room(room_id, session.sid, event=joined) and not hidden:
                 await announce_joined(node, session.member, room_id, session.sid)
 
 

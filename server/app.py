@@ -40,6 +40,8 @@ class HealthHandler(tornado.web.RequestHandler):
                 "edge": node.sio.engine.edge.as_dict(),
                 # Room messages read back from logs after a pub/sub gap (Redis only).
                 "messages_repaired": getattr(getattr(hub.broker, "guard", None), "repaired", 0),
+                # The event stream out, per sink (server/forwarder.py).
+                "events": {f.sink.name: f.health() for f in node.forwarders},
             }
         )
 

@@ -13,6 +13,7 @@ from .accept import PausingHTTPServer
 from .app import make_app
 from .cluster import Cluster
 from .drain import drain
+from .events_out import start_forwarders, stop_forwarders
 from .logs import name_node_in_logs
 from .node import create_node
 from .settings import Settings
@@ -30,6 +31,7 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
     node = await create_node(settings, node_id)
     cluster = Cluster(node)
     await cluster.start()
+    start_forwarders(node)
     # Tornado's defaults (100 MB bodies, an hour for headers) let a few raw requests cost
     # hundreds of MB, or hold a connection with a byte every few seconds. Bodies up to
     # the largest a handler accepts are read (plus headroom, so that a body a little too
@@ -71,4 +73,6 @@ async def serve(settings: Settings, static_dir: Path, stop: asyncio.Event) -> No
         # Still listening while draining: new clients get 503 and go elsewhere.
         await drain(node, cluster.stop, settings.drain_timeout)
         server.stop()
+        # After the drain: the offline events it caused are forwarded before the lease goes.
+        await stop_forwarders(node)
         await node.close()

@@ -16,13 +16,16 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
-from storage.base import Appended, Dedupe, Fanout, Store
+from storage.base import Appended, Dedupe, Event, Fanout, Store
+from storage.event_log import EventLog, MemoryEventLog
 from storage.keys import KeySchema
 from storage.memory import MemoryStore
+from storage.redis_events import RedisEventLog
 from storage.redis_store import RedisStore
 
 from .auth import Authenticator, make_authenticator
 from .broker import RedisBroker
+from .forwarder import Forwarder
 from .gaps import MAX_REPAIR
 from .hub import Hub, Session
 from .metrics import NodeMetrics
@@ -52,6 +55,9 @@ class Node:
     store: Store
     auth: Authenticator
     outage: OutageLog
+    # The event stream's read side (None: --events-maxlen 0), for server/forwarder.py.
+    events: EventLog | None = None
+    forwarders: list[Forwarder] = field(default_factory=list)  # server/events_out.py
     # Sessions whose removal from the store failed (Redis down); retried by the cluster.
     unfinished_drops: set[str] = field(default_factory=set)
     background: set[asyncio.Task[None]] = field(default_factory=set)
@@ -100,6 +106,8 @@ class Node:
         event: str,
         skip_sid: str = "",
         dedupe: Dedupe | None = None,
+        *,
+        stream_event: Event | None = None,
     ) -> Appended:
         """Store an activity in a log and emit it as ``event`` on ``channels``, atomically;
         with ``dedupe``, only if it was not done already under ``dedupe.key``. Returns the
@@ -107,8 +115,10 @@ class Node:
         head, tail = event_packet_parts(event)
         fanouts = [Fanout(channel, envelope(skip_sid, head), tail) for channel in channels]
         if dedupe is not None:
-            return await self.store.append_once(log_name, entry_tail, fanouts, dedupe)
-        return await self.store.append_entry(log_name, entry_tail, fanouts)
+            return await self.store.append_once(
+                log_name, entry_tail, fanouts, dedupe, event=stream_event
+            )
+        return await self.store.append_entry(log_name, entry_tail, fanouts, event=stream_event)
 
     async def close(self) -> None:
         await self.sio.engine.stop_pinging()
@@ -136,6 +146,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
     hub = Hub(sio.engine.enqueue, sio.engine.links)
     hub.observe_fanout = metrics.observe_fanout
     store: Store
+    events: EventLog | None = None
     if settings.backend != "memory":
         keys = KeySchema(settings.redis_prefix)
         cluster_nodes = settings.redis_cluster_nodes or settings.redis_url or ""
@@ -150,7 +161,14 @@ async def create_node(settings: Settings, node_id: str) -> Node:
             # Unreachable: the node starts anyway and serves 500s until the cluster is up.
             with contextlib.suppress(*CLUSTER_START_ERRORS):
                 await client.initialize()
-        redis_store = store = RedisStore(client, keys, settings.history_size)
+        # The event stream is one key, so on a Redis Cluster the scripts of other slots
+        # cannot write it: events are off there for now (README, "Event stream out").
+        maxlen = settings.events_maxlen if settings.backend == "redis" else 0
+        redis_store = store = RedisStore(
+            client, keys, settings.history_size, events_maxlen=maxlen
+        )
+        if maxlen > 0 and not isinstance(client, RedisCluster):
+            events = RedisEventLog(client, keys)
 
         async def read_missed(log_name: str, since: int) -> list[str]:
             return await redis_store.history(log_name, before=None, since=since, limit=MAX_REPAIR)
@@ -160,7 +178,11 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         else:
             hub.broker = RedisBroker(client, keys, hub.deliver, read_missed, outage)
     else:
-        store = MemoryStore(settings.history_size, hub.deliver)
+        # In memory, only a forwarder can read the stream: without a sink, keep none.
+        memory_events = None
+        if settings.events_maxlen > 0 and (settings.events_amqp_url or settings.events_file):
+            events = memory_events = MemoryEventLog(settings.events_maxlen)
+        store = MemoryStore(settings.history_size, hub.deliver, memory_events)
     node = Node(
         settings=settings,
         node_id=node_id,
@@ -169,6 +191,7 @@ async def create_node(settings: Settings, node_id: str) -> Node:
         store=store,
         auth=make_authenticator(settings.auth, settings.jwt_secret, settings.jwt_require_exp),
         outage=outage,
+        events=events,
         limits=UserLimits.from_settings(settings),
         metrics=metrics,
     )

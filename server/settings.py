@@ -62,6 +62,11 @@ class Settings:
     metrics: bool = True  # /metrics and the timing histograms
     drain_timeout: float = 30.0  # SIGTERM: seconds to move clients off before exiting
     receipts_max_room_size: int = 50  # rooms with more members send no read receipts
+    # The event stream out (core/events.py): events kept (Redis: XADD MAXLEN ~); 0: off.
+    events_maxlen: int = 100_000
+    events_amqp_url: str = ""  # "": no RabbitMQ forwarding
+    events_amqp_exchange: str = "dino.events"
+    events_file: str = ""  # "": no JSON-lines file
 
     @property
     def max_packet_bytes(self) -> int:
@@ -79,8 +84,9 @@ class Settings:
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 LOG_FORMATS = ("text", "json")
-# Never printed (--print-config) nor logged: they let their holder act as anyone.
-SECRET_KEYS = frozenset({"jwt_secret", "api_keys"})
+# Never printed (--print-config) nor logged: they let their holder act as anyone (the
+# AMQP URL carries the broker's password).
+SECRET_KEYS = frozenset({"jwt_secret", "api_keys", "events_amqp_url"})
 
 # name, kind, help. ``tuple`` options are lists in the file and comma-separated text in a
 # flag or variable; ``bool`` options are --x/--no-x flags and 1/true/yes/on variables.
@@ -125,6 +131,11 @@ _OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("metrics", bool, "serve Prometheus metrics at /metrics"),
     ("drain_timeout", float, "on SIGTERM, seconds to move clients away before exiting"),
     ("receipts_max_room_size", int, "rooms of more members send no read/received receipts"),
+    ("events_maxlen", int, "events kept in the event stream (Redis: MAXLEN ~); 0: no stream"),
+    ("events_amqp_url", str, "forward the event stream to RabbitMQ at this amqp:// URL; "
+     "empty: off"),
+    ("events_amqp_exchange", str, "RabbitMQ topic exchange the event stream goes to"),
+    ("events_file", str, "append every event to this JSON-lines file (one forwarder)"),
 )
 
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -309,6 +320,14 @@ def parse_settings(
                 parser.error(str(exc))
     if "{" in values["redis_prefix"] or "}" in values["redis_prefix"]:
         parser.error("--redis-prefix must not contain '{' or '}' (Redis Cluster hash tags)")
+    if values["events_amqp_url"] and not values["events_amqp_url"].startswith(
+        ("amqp://", "amqps://")
+    ):
+        parser.error("--events-amqp-url must start with amqp:// or amqps://")
+    if values["events_maxlen"] < 0:
+        parser.error("--events-maxlen must be 0 (off) or more")
+    if (values["events_amqp_url"] or values["events_file"]) and values["events_maxlen"] == 0:
+        parser.error("--events-amqp-url and --events-file need the stream (--events-maxlen > 0)")
     settings = Settings(**values)
     if args.print_config:
         print(settings_as_toml(settings), end="")

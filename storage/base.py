@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import ujson
+
 
 class StoreError(Exception):
     """Base class for store failures that are not the client's fault."""
@@ -159,11 +161,83 @@ class Fanout:
     tail: str
 
 
+# Separates the fields of an encoded ``Event`` (Lua splits at it). JSON text never holds a
+# raw control character (they are escaped), and routing keys are built from ids that may
+# not contain one (``Event.encode`` checks).
+EVENT_FIELD_SEPARATOR = "\x01"
+
+
+def _json_value(value: str | int) -> str:
+    # Integers as themselves, strings as JSON strings (what Lua's cjson.encode writes).
+    return str(value) if isinstance(value, int) else ujson.dumps(value)
+
+
+@dataclass(frozen=True)
+class Event:
+    """An event for the stream out (``core.events``), added by the store in the same
+    atomic step as the change it describes, and only when that change happens.
+
+    Some of its values only the store knows (the ``seq`` of an append, the rooms a dropped
+    session left), so the event is a template: its JSON text is ``parts[0]``, then the
+    value of ``holes[0]``, then ``parts[1]``, and so on. A hole's value is inserted as
+    JSON (a number, or a quoted string), or as is when its name starts with ``=`` (a number
+    inside a string, such as the index in an event id). Its routing key is
+    ``routing_key``, followed by the value of ``routing_hole`` when that is not empty.
+    Each store method that takes an event names the holes it fills."""
+
+    routing_key: str
+    parts: tuple[str, ...]
+    holes: tuple[str, ...] = ()
+    routing_hole: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.parts) != len(self.holes) + 1:
+            raise ValueError("an event template needs one more part than holes")
+
+    def text(self, values: Mapping[str, str | int]) -> str:
+        out = [self.parts[0]]
+        for hole, part in zip(self.holes, self.parts[1:], strict=True):
+            if hole.startswith("="):
+                out.append(str(values[hole[1:]]))
+            else:
+                out.append(_json_value(values[hole]))
+            out.append(part)
+        return "".join(out)
+
+    def key(self, values: Mapping[str, str | int]) -> str:
+        if not self.routing_hole:
+            return self.routing_key
+        return self.routing_key + str(values[self.routing_hole])
+
+    def encode(self, maxlen: int) -> str:
+        """One Lua argument: maxlen, routing key, routing hole, then the parts with the
+        holes between them, joined by ``EVENT_FIELD_SEPARATOR``."""
+        fields = [str(maxlen), self.routing_key, self.routing_hole, self.parts[0]]
+        for hole, part in zip(self.holes, self.parts[1:], strict=True):
+            fields += (hole, part)
+        if any(EVENT_FIELD_SEPARATOR in f for f in fields):
+            raise ValueError("an event may not contain the control character \\x01")
+        return EVENT_FIELD_SEPARATOR.join(fields)
+
+
+@dataclass(frozen=True)
+class DropEvents:
+    """The events of ``drop_session``: ``leave`` once per room its user thereby left
+    (holes ``n``, 1, 2, ... per room, ``room_id``, ``user_id``, ``user_name``), and
+    ``offline`` when that was the user's last session (holes ``user_id``, ``user_name``)."""
+
+    leave: Event
+    offline: Event
+
+
 class Store(Protocol):
     """Rooms, presence, message logs and node leases.
 
-    All methods are coroutines. Methods raise ``StoreUnavailable`` when the backing
-    service is down; they never leave half-written state that a retry cannot repair.
+    Methods that change state take the ``Event`` describing the change (``core.events``)
+    and add it to the event stream atomically with the change, only if the change happens
+    (an unknown room, a retried append: no event). All methods are coroutines. Methods
+    raise ``StoreUnavailable`` when the backing service is down; they never leave
+    half-written state that a retry cannot repair.
     """
 
     # -- rooms -------------------------------------------------------------------------
@@ -174,6 +248,8 @@ class Store(Protocol):
         name: str,
         owners: Sequence[Member],
         acl: Mapping[str, str] | None = None,
+        *,
+        event: Event | None = None,
     ) -> Room:
         """Create a room with its owners (none: only the backend and admins manage it)
         and ACL, in one atomic step: nobody can join it before its ACL is in place.
@@ -181,8 +257,8 @@ class Store(Protocol):
 
         Of two concurrent creates with one name, exactly one succeeds. Repeating a create
         that went through (same id, name and first owner: a retry after a lost reply)
-        returns the room instead of failing. ``ValueError`` if ``room_id`` is in use under
-        another name."""
+        returns the room instead of failing (and adds no ``event``). ``ValueError`` if
+        ``room_id`` is in use under another name."""
         ...
 
     async def get_room(self, room_id: str) -> Room | None:
@@ -193,20 +269,26 @@ class Store(Protocol):
         """Every room with its member count, sorted by name."""
         ...
 
-    async def set_acl(self, room_id: str, acl: Mapping[str, str]) -> None:
+    async def set_acl(
+        self, room_id: str, acl: Mapping[str, str], *, event: Event | None = None
+    ) -> None:
         """Replace the room's ACL with ``acl`` (an empty mapping clears it).
 
-        An unknown room is left alone: nothing is stored for it."""
+        An unknown room is left alone: nothing is stored for it (nor ``event``)."""
         ...
 
-    async def rename_room(self, room_id: str, name: str) -> str | None:
+    async def rename_room(
+        self, room_id: str, name: str, *, event: Event | None = None
+    ) -> str | None:
         """Give the room a new name; returns the old one, or None for an unknown room.
 
         Raises ``RoomNameTaken`` if another room has ``name``. Renaming to the same name
-        succeeds and changes nothing."""
+        succeeds and changes nothing (no ``event``). ``event`` hole: ``old_name``."""
         ...
 
-    async def remove_room(self, room_id: str, log: str) -> Room | None:
+    async def remove_room(
+        self, room_id: str, log: str, *, event: Event | None = None
+    ) -> Room | None:
         """Remove the room with its presence (every session leaves it), owners, ACL and
         its message log ``log``, atomically; returns what it was, or None for an unknown
         room. Its id is not used again (ids are uuids)."""
@@ -264,30 +346,36 @@ class Store(Protocol):
 
     # -- presence ----------------------------------------------------------------------
 
-    async def register_session(self, sid: str, member: Member, node_id: str) -> None:
+    async def register_session(
+        self, sid: str, member: Member, node_id: str, *, event: Event | None = None
+    ) -> None:
         """Remember that session ``sid`` of ``member`` lives on node ``node_id``.
 
         Registering ``sid`` again moves it to ``node_id`` and renames its user in every
         room the session is in (``room_members``); its user id must stay the same."""
         ...
 
-    async def join_room(self, room_id: str, sid: str) -> bool:
+    async def join_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
         """Put registered session ``sid`` in the room.
 
         Returns True if its user was not in the room before (this is the user's first
         session there), False otherwise. Idempotent: joining twice returns False.
         An unregistered (or already dropped) session, or an unknown room, is not joined and
-        returns False, so a join racing a disconnect cannot leave a ghost member behind."""
+        returns False, so a join racing a disconnect cannot leave a ghost member behind.
+        ``event`` is added when it returns True."""
         ...
 
-    async def leave_room(self, room_id: str, sid: str) -> bool:
+    async def leave_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
         """Take session ``sid`` out of the room.
 
         Returns True if that was its user's last session in the room (the user left),
-        False otherwise, including when the session was not in the room."""
+        False otherwise, including when the session was not in the room. ``event`` is
+        added when it returns True."""
         ...
 
-    async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
+    async def drop_session(
+        self, sid: str, *, events: DropEvents | None = None
+    ) -> list[tuple[str, Member]]:
         """Forget session ``sid``: leave every room it is in, unregister it.
 
         Returns ``(room_id, member)`` for each room its user thereby left entirely, sorted
@@ -356,7 +444,14 @@ class Store(Protocol):
 
     # -- message logs ------------------------------------------------------------------
 
-    async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
+    async def append(
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
+    ) -> int:
         """Append an entry to ``log`` and return its sequence number.
 
         The stored entry is ``'{"seq":' + str(seq) + ',"epoch":"' + epoch + '"' +
@@ -364,17 +459,29 @@ class Store(Protocol):
         ``,`` or ``}``) and ``epoch`` the log's (``LogHead``). Sequence numbers start at
         1 and grow by exactly one per append; the log keeps the newest ``history_size``
         entries. The entry is published on each of ``fanouts`` atomically with the append.
-        ``ValueError`` if ``entry_tail`` does not start with ``,`` or ``}``."""
+        ``ValueError`` if ``entry_tail`` does not start with ``,`` or ``}``. ``event``
+        (holes ``seq`` and ``epoch``) is added to the stream in the same atomic step."""
         ...
 
     async def append_entry(
-        self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
     ) -> Appended:
         """``append``, returning the seq together with the log's epoch."""
         ...
 
     async def append_once(
-        self, log: str, entry_tail: str, fanouts: Sequence[Fanout], dedupe: Dedupe
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout],
+        dedupe: Dedupe,
+        *,
+        event: Event | None = None,
     ) -> Appended:
         """``append``, unless an append to ``log`` with ``dedupe.key`` happened within
         ``dedupe.ttl_ms``: then nothing is stored or published, and the result carries the
@@ -391,6 +498,10 @@ class Store(Protocol):
         ``before``, when given, restricts both to seq < before. ``limit`` <= 0 or an
         unknown log: []."""
         ...
+
+    async def add_event(self, event: Event) -> None:
+        """Add ``event`` (without holes) to the event stream on its own, for a change
+        that has no store step of its own to carry it."""
 
     async def revise(
         self,

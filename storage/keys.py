@@ -185,6 +185,22 @@ class KeySchema:
         key (named by the key's SHA-256 hex digest: no braces, so names stay injective)."""
         return self._key(log, "dedupe:" + key_digest)
 
+    # -- the event stream out ----------------------------------------------------------
+
+    def events(self) -> str:
+        """stream: every change of state as an event (``core.events``), fields ``key`` (its
+        routing key) and ``event`` (its JSON). Capped near ``--events-maxlen``."""
+        return self._key("events", "stream")
+
+    def events_lease(self, sink: str) -> str:
+        """string with PX ttl: id of the one node forwarding the stream to ``sink``."""
+        return self._key("events", "lease:" + sink)
+
+    def events_cursor(self, sink: str) -> str:
+        """hash: ``id``, ``position`` of the last event ``sink`` confirmed (forwarding
+        resumes after it)."""
+        return self._key("events", "cursor:" + sink)
+
     # -- pub/sub -----------------------------------------------------------------------
 
     def channel(self, name: str) -> str:

@@ -18,6 +18,8 @@ from storage.base import (
     SANCTIONS,
     Appended,
     Dedupe,
+    DropEvents,
+    Event,
     Fanout,
     LogHead,
     Member,
@@ -30,6 +32,7 @@ from storage.base import (
     UserPresence,
     UserStatus,
 )
+from storage.event_log import MemoryEventLog
 
 Publish = Callable[[str, str], None]
 """``publish(channel, text)``: delivers fanout text to the subscribers of ``channel``."""
@@ -88,13 +91,17 @@ class _Log:
 
 
 class MemoryStore:
-    """A ``Store`` for one node. ``publish`` is called synchronously for each fanout."""
+    """A ``Store`` for one node. ``publish`` is called synchronously for each fanout;
+    events go to ``events`` (None: the event stream is off)."""
 
-    def __init__(self, history_size: int, publish: Publish) -> None:
+    def __init__(
+        self, history_size: int, publish: Publish, events: MemoryEventLog | None = None
+    ) -> None:
         if history_size < 1:
             raise ValueError(f"history_size must be at least 1, got {history_size}")
         self._history_size = history_size
         self._publish = publish
+        self._events = events
         self._rooms: dict[str, _RoomState] = {}
         self._room_ids_by_name: dict[str, str] = {}
         self._sessions: dict[str, _Session] = {}
@@ -119,6 +126,8 @@ class MemoryStore:
         name: str,
         owners: Sequence[Member],
         acl: Mapping[str, str] | None = None,
+        *,
+        event: Event | None = None,
     ) -> Room:
         existing_id = self._room_ids_by_name.get(name)
         if existing_id is not None:
@@ -132,6 +141,7 @@ class MemoryStore:
             name=name, owners={o.id: o.name for o in owners}, acl=dict(acl or {})
         )
         self._room_ids_by_name[name] = room_id
+        self._emit(event, {})
         return self._room(room_id)
 
     async def get_room(self, room_id: str) -> Room | None:
@@ -149,12 +159,17 @@ class MemoryStore:
         ]
         return sorted(summaries, key=lambda s: (s.name, s.id))
 
-    async def set_acl(self, room_id: str, acl: Mapping[str, str]) -> None:
+    async def set_acl(
+        self, room_id: str, acl: Mapping[str, str], *, event: Event | None = None
+    ) -> None:
         state = self._rooms.get(room_id)
         if state is not None:
             state.acl = dict(acl)
+            self._emit(event, {})
 
-    async def rename_room(self, room_id: str, name: str) -> str | None:
+    async def rename_room(
+        self, room_id: str, name: str, *, event: Event | None = None
+    ) -> str | None:
         state = self._rooms.get(room_id)
         if state is None:
             return None
@@ -165,9 +180,13 @@ class MemoryStore:
         del self._room_ids_by_name[old]
         self._room_ids_by_name[name] = room_id
         state.name = name
+        if old != name:
+            self._emit(event, {"old_name": old})
         return old
 
-    async def remove_room(self, room_id: str, log: str) -> Room | None:
+    async def remove_room(
+        self, room_id: str, log: str, *, event: Event | None = None
+    ) -> Room | None:
         if room_id not in self._rooms:
             return None
         room = self._room(room_id)
@@ -176,6 +195,7 @@ class MemoryStore:
         for sid in state.sessions:
             self._sessions[sid].rooms.discard(room_id)
         self._logs.pop(log, None)
+        self._emit(event, {})
         return room
 
     def _room(self, room_id: str) -> Room:
@@ -257,7 +277,9 @@ class MemoryStore:
 
     # -- presence ----------------------------------------------------------------------
 
-    async def register_session(self, sid: str, member: Member, node_id: str) -> None:
+    async def register_session(
+        self, sid: str, member: Member, node_id: str, *, event: Event | None = None
+    ) -> None:
         previous = self._sessions.get(sid)
         if previous is not None:
             self._node_sessions.get(previous.node_id, set()).discard(sid)
@@ -270,8 +292,9 @@ class MemoryStore:
         user = self._users.setdefault(member.id, _User(member.name))
         user.name = member.name
         user.sessions.add(sid)
+        self._emit(event, {})
 
-    async def join_room(self, room_id: str, sid: str) -> bool:
+    async def join_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
         session = self._sessions.get(sid)
         state = self._rooms.get(room_id)
         if session is None or state is None or sid in state.sessions:
@@ -283,13 +306,17 @@ class MemoryStore:
         if state.counts[uid] > 1:
             return False
         state.users[uid] = session.member.name
+        self._emit(event, {})
         return True
 
-    async def leave_room(self, room_id: str, sid: str) -> bool:
+    async def leave_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
         session = self._sessions.get(sid)
         if session is not None:
             session.rooms.discard(room_id)
-        return self._leave(room_id, sid)
+        left = self._leave(room_id, sid)
+        if left:
+            self._emit(event, {})
+        return left
 
     def _leave(self, room_id: str, sid: str) -> bool:
         """Take ``sid`` out of the room's presence; True if its user left the room."""
@@ -304,7 +331,9 @@ class MemoryStore:
         del state.users[uid]
         return True
 
-    async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
+    async def drop_session(
+        self, sid: str, *, events: DropEvents | None = None
+    ) -> list[tuple[str, Member]]:
         session = self._sessions.pop(sid, None)
         if session is None:
             return []
@@ -315,8 +344,14 @@ class MemoryStore:
         left = [room_id for room_id in sorted(session.rooms) if self._leave(room_id, sid)]
         user = self._users[session.member.id]
         user.sessions.discard(sid)
+        if events is not None:
+            who = {"user_id": session.member.id, "user_name": session.member.name}
+            for n, room_id in enumerate(left, 1):
+                self._emit(events.leave, {**who, "n": n, "room_id": room_id})
         if not user.sessions:
             user.last_seen_ms = int(time.time() * 1000)
+            if events is not None:
+                self._emit(events.offline, who)
         return [(room_id, session.member) for room_id in left]
 
     async def room_members(self, room_id: str) -> list[Member]:
@@ -384,7 +419,13 @@ class MemoryStore:
     # -- message logs ------------------------------------------------------------------
 
     async def append_once(
-        self, log: str, entry_tail: str, fanouts: Sequence[Fanout], dedupe: Dedupe
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout],
+        dedupe: Dedupe,
+        *,
+        event: Event | None = None,
     ) -> Appended:
         now = time.monotonic()
         while self._dedupe:  # forget what expired, oldest first
@@ -395,17 +436,29 @@ class MemoryStore:
         known = self._dedupe.get((log, dedupe.key))
         if known is not None:
             return Appended(known[1], original=known[2], epoch=known[3])
-        appended = await self.append_entry(log, entry_tail, fanouts)
+        appended = await self.append_entry(log, entry_tail, fanouts, event=event)
         entry = f'{{"seq":{appended.seq},"epoch":"{appended.epoch}"{entry_tail}'
         expiry = now + dedupe.ttl_ms / 1000
         self._dedupe[(log, dedupe.key)] = (expiry, appended.seq, entry, appended.epoch)
         return appended
 
-    async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
-        return (await self.append_entry(log, entry_tail, fanouts)).seq
+    async def append(
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
+    ) -> int:
+        return (await self.append_entry(log, entry_tail, fanouts, event=event)).seq
 
     async def append_entry(
-        self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
     ) -> Appended:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
@@ -418,6 +471,7 @@ class MemoryStore:
         for fanout in fanouts:
             # Synchronously and before the next append can run: delivery order = seq order.
             self._publish(fanout.channel, fanout.head + entry + fanout.tail)
+        self._emit(event, {"seq": state.seq, "epoch": state.epoch})
         return Appended(state.seq, epoch=state.epoch)
 
     async def log_heads(self, logs: Sequence[str]) -> list[LogHead]:
@@ -466,6 +520,14 @@ class MemoryStore:
             return None
         state.entries[index] = new_entry
         return await self.append(log, entry_tail, fanouts)
+
+    async def add_event(self, event: Event) -> None:
+        self._emit(event, {})
+
+    def _emit(self, event: Event | None, values: Mapping[str, str | int]) -> None:
+        """Add ``event`` to the stream, within the same step as its change."""
+        if event is not None and self._events is not None:
+            self._events.add(event.key(values), event.text(values))
 
     # -- per-user state ------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from storage.base import (
     SANCTIONS,
     Appended,
     Dedupe,
+    DropEvents,
+    Event,
     Fanout,
     LogHead,
     Member,
@@ -53,6 +55,39 @@ _LUA_NOW_MS = """
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+"""
+
+_LUA_EVENT = """
+-- Adds an encoded storage.base.Event ('' for none) to the stream, its holes filled from
+-- ``values``: XADD in the same script as the change, so no change is seen without its
+-- event. The stream key is passed last in KEYS only when events are on (single Redis).
+-- MAXLEN ~ trims whole stream nodes, which is cheap.
+local function add_event(stream, encoded, values)
+  if encoded == '' then return end
+  local f, start = {}, 1
+  while true do
+    local stop = string.find(encoded, '\\1', start, true)
+    if not stop then f[#f + 1] = string.sub(encoded, start); break end
+    f[#f + 1] = string.sub(encoded, start, stop - 1)
+    start = stop + 1
+  end
+  -- f: maxlen, routing key, routing hole, part 0, then (hole, part) pairs
+  local out = {f[4]}
+  for i = 5, #f, 2 do
+    local name = f[i]
+    if string.sub(name, 1, 1) == '=' then
+      out[#out + 1] = tostring(values[string.sub(name, 2)])
+    elseif type(values[name]) == 'number' then
+      out[#out + 1] = tostring(values[name])
+    else
+      out[#out + 1] = cjson.encode(values[name])
+    end
+    out[#out + 1] = f[i + 1]
+  end
+  local routing = f[2]
+  if f[3] ~= '' then routing = routing .. values[f[3]] end
+  redis.call('XADD', stream, 'MAXLEN', '~', f[1], '*', 'key', routing, 'event', table.concat(out))
 end
 """
 
@@ -90,26 +125,36 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return {'renamed', old or '', redis.call('HINCRBY', KEYS[3], ARGV[1], 1)}
 """
 
-# KEYS: room_info.  ARGV: new name, rename number
+# KEYS: room_info[, events].  ARGV: new name, rename number, event (hole old_name)
 # Of concurrent renames the last one through the index wins here too.
-_RENAME_ROOM_INFO = """
+_RENAME_ROOM_INFO = (
+    _LUA_EVENT
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 if (tonumber(redis.call('HGET', KEYS[1], 'renamed')) or 0) >= tonumber(ARGV[2]) then
   return 0
 end
+local old = redis.call('HGET', KEYS[1], 'name')
 redis.call('HSET', KEYS[1], 'name', ARGV[1], 'renamed', ARGV[2])
+if old ~= ARGV[1] then add_event(KEYS[#KEYS], ARGV[3], {old_name = old}) end
 return 1
 """
+)
 
 # KEYS: room_info, room_owners, room_acl, room_users, room_sessions, room_counts, log,
-# log_seq, log_epoch (the room's log shares its slot).  Returns the ids of the sessions that were in
-# the room, or false for an unknown room.
-_REMOVE_ROOM = """
+# log_seq, log_epoch (the room's log shares its slot)[, events].  ARGV: room key count,
+# event.  Returns the ids of the sessions that were in the room, or false for an unknown
+# room.
+_REMOVE_ROOM = (
+    _LUA_EVENT
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local sids = redis.call('HKEYS', KEYS[5])
-redis.call('DEL', unpack(KEYS))
+redis.call('DEL', unpack(KEYS, 1, tonumber(ARGV[1])))
+add_event(KEYS[#KEYS], ARGV[2], {})
 return sids
 """
+)
 
 # KEYS: rooms, room_names, room_renames.  ARGV: room_id
 _UNLIST_ROOM = """
@@ -119,14 +164,19 @@ redis.call('HDEL', KEYS[1], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 """
 
-# KEYS: rooms, room_names.  ARGV: room_id, name
-_CLAIM_ROOM_NAME = """
+# KEYS: rooms, room_names[, events].  ARGV: room_id, name, event
+# The room exists once its name is claimed (it is listed): its event is added then, once.
+_CLAIM_ROOM_NAME = (
+    _LUA_EVENT
+    + """
 local existing = redis.call('HGET', KEYS[2], ARGV[2])
 if existing and existing ~= ARGV[1] then return 'taken' end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[1])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+if not existing then add_event(KEYS[#KEYS], ARGV[3], {}) end
 return 'claimed'
 """
+)
 
 # KEYS: room_info, room_owners, room_acl, room_moderators, room_rules.  Returns five
 # flat field/value lists.
@@ -176,22 +226,30 @@ end
 return removed
 """
 
-# KEYS: room_info, room_acl.  ARGV: type1, rule1, type2, rule2, ...
-_SET_ACL = """
+# KEYS: room_info, room_acl[, events].  ARGV: type1, rule1, type2, rule2, ..., event
+_SET_ACL = (
+    _LUA_EVENT
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('DEL', KEYS[2])
-if #ARGV > 0 then redis.call('HSET', KEYS[2], unpack(ARGV)) end
+if #ARGV > 1 then redis.call('HSET', KEYS[2], unpack(ARGV, 1, #ARGV - 1)) end
+add_event(KEYS[#KEYS], ARGV[#ARGV], {})
 return 1
 """
+)
 
-# KEYS: session_info, session_rooms.  ARGV: uid, name, node
+# KEYS: session_info, session_rooms[, events].  ARGV: uid, name, node, event
 # Returns {previous node or '', room ids of the session...}.
-_REGISTER_SESSION = """
+_REGISTER_SESSION = (
+    _LUA_EVENT
+    + """
 local result = {redis.call('HGET', KEYS[1], 'node') or ''}
 redis.call('HSET', KEYS[1], 'uid', ARGV[1], 'name', ARGV[2], 'node', ARGV[3])
+add_event(KEYS[#KEYS], ARGV[4], {})
 for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(result, room) end
 return result
 """
+)
 
 # KEYS: room_sessions, room_users.  ARGV: sid, uid, name
 # Logging in again under a new name renames the user where the session is present.
@@ -218,27 +276,36 @@ if not s[1] or s[2] then return 0 end
 return redis.call('SISMEMBER', KEYS[2], ARGV[1])
 """
 
-# KEYS: room_info, room_sessions, room_counts, room_users.  ARGV: sid, uid, name
+# KEYS: room_info, room_sessions, room_counts, room_users[, events].
+# ARGV: sid, uid, name, event
 # Returns -1 for an unknown room, 1 if the user entered the room, 0 otherwise.
-_JOIN_ROOM = """
+_JOIN_ROOM = (
+    _LUA_EVENT
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('HSETNX', KEYS[2], ARGV[1], ARGV[2]) == 0 then return 0 end
 if redis.call('HINCRBY', KEYS[3], ARGV[2], 1) > 1 then return 0 end
 redis.call('HSET', KEYS[4], ARGV[2], ARGV[3])
+add_event(KEYS[#KEYS], ARGV[4], {})
 return 1
 """
+)
 
-# KEYS: room_sessions, room_counts, room_users.  ARGV: sid
+# KEYS: room_sessions, room_counts, room_users[, events].  ARGV: sid, event ('' or none)
 # Takes sid out of one room's presence: 1 if that was its user's last session there.
-_LEAVE_ROOM = """
+_LEAVE_ROOM = (
+    _LUA_EVENT
+    + """
 local uid = redis.call('HGET', KEYS[1], ARGV[1])
 if not uid then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[1])
 if redis.call('HINCRBY', KEYS[2], uid, -1) > 0 then return 0 end
 redis.call('HDEL', KEYS[2], uid)
 redis.call('HDEL', KEYS[3], uid)
+if ARGV[2] then add_event(KEYS[#KEYS], ARGV[2], {}) end
 return 1
 """
+)
 
 # KEYS: session_info, session_rooms
 # Marks the session as being dropped (joins in flight then back out) and returns
@@ -258,13 +325,15 @@ redis.call('SADD', KEYS[1], ARGV[1])
 redis.call('HSET', KEYS[2], 'name', ARGV[2])
 """
 
-# KEYS: user_sessions, user_info.  ARGV: sid
-# The end of a user's last session is when they were last seen.
+# KEYS: user_sessions, user_info[, events].  ARGV: sid, event ('' or none)
+# The end of a user's last session is when they were last seen (and went offline).
 _USER_SESSION_ENDED = (
     _LUA_NOW_MS
+    + _LUA_EVENT
     + """
 if redis.call('SREM', KEYS[1], ARGV[1]) == 1 and redis.call('SCARD', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[2], 'last_seen', now_ms())
+  if ARGV[2] then add_event(KEYS[#KEYS], ARGV[2], {}) end
 end
 """
 )
@@ -313,29 +382,34 @@ local function epoch_of(epoch_key, seq)
 end
 """
 
-# KEYS: log, log_seq, log_epoch.  ARGV: entry_tail, history_size, publish command
-# (PUBLISH or SPUBLISH), then (channel, head, tail) per fanout.  Returns {seq, epoch}.
+# KEYS: log, log_seq, log_epoch[, events].  ARGV: entry_tail, history_size, publish
+# command (PUBLISH or SPUBLISH), then (channel, head, tail) per fanout, then the event
+# (holes seq, epoch).  Returns {seq, epoch}.
 # Publishing inside the script is the point: Redis runs scripts one at a time, so the
 # order of publishes on a channel is the order of seqs, whichever node appended. With
 # SPUBLISH the channel must be in the log's slot: a room's channel is (same hash tag).
 _APPEND = (
-    _LUA_EPOCH
+    _LUA_EVENT
+    + _LUA_EPOCH
     + """
 local seq = redis.call('INCR', KEYS[2])
 local epoch = epoch_of(KEYS[3], seq)
 local entry = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
-for i = 4, #ARGV, 3 do redis.call(ARGV[3], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+for i = 4, #ARGV - 1, 3 do redis.call(ARGV[3], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+add_event(KEYS[#KEYS], ARGV[#ARGV], {seq = seq, epoch = epoch})
 return {seq, epoch}
 """
 )
 
-# KEYS: log, log_seq, log_dedupe, log_epoch.  ARGV: entry_tail, history_size, ttl ms,
-# publish command, then (channel, head, tail) per fanout.  Returns {seq, epoch} for a
-# new entry, {seq, epoch, first entry} for a retry (nothing stored or published).
+# KEYS: log, log_seq, log_dedupe, log_epoch[, events].  ARGV: entry_tail, history_size,
+# ttl ms, publish command, then (channel, head, tail) per fanout, then the event (holes
+# seq, epoch).  Returns {seq, epoch} for a new entry, {seq, epoch, first entry} for a
+# retry (nothing stored, published or added to the stream).
 _APPEND_ONCE = (
-    _LUA_EPOCH
+    _LUA_EVENT
+    + _LUA_EPOCH
     + """
 local first = redis.call('GET', KEYS[3])
 if first then
@@ -348,7 +422,8 @@ local entry = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[1]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[2]) + 1))
 redis.call('SET', KEYS[3], entry, 'PX', ARGV[3])
-for i = 5, #ARGV, 3 do redis.call(ARGV[4], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+for i = 5, #ARGV - 1, 3 do redis.call(ARGV[4], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+add_event(KEYS[#KEYS], ARGV[#ARGV], {seq = seq, epoch = epoch})
 return {seq, epoch}
 """
 )
@@ -484,13 +559,18 @@ class RedisStore:
     append instead of inside it.
     """
 
-    def __init__(self, client: AnyRedis, keys: KeySchema, history_size: int) -> None:
+    def __init__(
+        self, client: AnyRedis, keys: KeySchema, history_size: int, *, events_maxlen: int = 0
+    ) -> None:
         if history_size < 1:
             raise ValueError(f"history_size must be at least 1, got {history_size}")
         self._redis = client
         self._keys = keys
         self._history_size = history_size
         self._cluster = isinstance(client, RedisCluster)
+        # The event stream keeps about this many events; 0: no events are added. It is
+        # one key, which scripts of other slots cannot write: off on a Redis Cluster.
+        self._events_maxlen = 0 if self._cluster else events_maxlen
         self._publish_command = "SPUBLISH" if self._cluster else "PUBLISH"
         # Lua scripts are registered once; the client runs them with EVALSHA and loads
         # them again by itself after a Redis restart (NOSCRIPT).
@@ -529,6 +609,19 @@ class RedisStore:
     def cluster(self) -> bool:
         return self._cluster
 
+    def _event(self, keys: list[str], event: Event | None) -> tuple[list[str], str]:
+        """A script's keys and its event argument: the stream key goes last in KEYS only
+        when there is an event to add ('' adds none)."""
+        if event is None or self._events_maxlen <= 0:
+            return keys, ""
+        return [*keys, self._keys.events()], event.encode(self._events_maxlen)
+
+    def _filled(self, event: Event | None, values: Mapping[str, str | int]) -> Event | None:
+        """``event`` with its holes filled here (for steps whose values this side knows)."""
+        if event is None:
+            return None
+        return Event(event.key(values), (event.text(values),))
+
     # -- rooms -------------------------------------------------------------------------
 
     @_unavailable_as_store_error
@@ -538,6 +631,8 @@ class RedisStore:
         name: str,
         owners: Sequence[Member],
         acl: Mapping[str, str] | None = None,
+        *,
+        event: Event | None = None,
     ) -> Room:
         # Two slots: the room's own keys, then the name index. The room's keys come
         # first so that a room is never listed (or joinable by name) before it exists; a
@@ -555,9 +650,8 @@ class RedisStore:
             raise ValueError(f"room id {room_id!r} is in use under another name")
         if info_outcome == "taken":
             raise RoomNameTaken(name)
-        claim = _text(
-            await self._claim_room_name(keys=[k.rooms(), k.room_names()], args=[room_id, name])
-        )
+        claim_keys, encoded = self._event([k.rooms(), k.room_names()], event)
+        claim = _text(await self._claim_room_name(keys=claim_keys, args=[room_id, name, encoded]))
         if claim == "taken":
             # The name belongs to another room: this id's keys (written just now, or by
             # an earlier attempt that lost the same race) must not linger.
@@ -619,15 +713,19 @@ class RedisStore:
         return sorted(summaries, key=lambda s: (s.name, s.id))
 
     @_unavailable_as_store_error
-    async def set_acl(self, room_id: str, acl: Mapping[str, str]) -> None:
+    async def set_acl(
+        self, room_id: str, acl: Mapping[str, str], *, event: Event | None = None
+    ) -> None:
         pairs = [part for item in acl.items() for part in item]
-        await self._set_acl(
-            keys=[self._keys.room_info(room_id), self._keys.room_acl(room_id)],
-            args=pairs,
+        keys, encoded = self._event(
+            [self._keys.room_info(room_id), self._keys.room_acl(room_id)], event
         )
+        await self._set_acl(keys=keys, args=[*pairs, encoded])
 
     @_unavailable_as_store_error
-    async def rename_room(self, room_id: str, name: str) -> str | None:
+    async def rename_room(
+        self, room_id: str, name: str, *, event: Event | None = None
+    ) -> str | None:
         # The index first (it decides who holds a name), then the room's own copy, which
         # takes a rename only if it is newer than the last it took: whatever order
         # concurrent renames finish in, both end with the last name the index took. A
@@ -641,11 +739,14 @@ class RedisStore:
         if _text(reply[0]) == "taken":
             raise RoomNameTaken(name)
         old, number = _text(reply[1]), int(reply[2])
-        await self._rename_room_info(keys=[k.room_info(room_id)], args=[name, number])
+        info_keys, encoded = self._event([k.room_info(room_id)], event)
+        await self._rename_room_info(keys=info_keys, args=[name, number, encoded])
         return old or name
 
     @_unavailable_as_store_error
-    async def remove_room(self, room_id: str, log: str) -> Room | None:
+    async def remove_room(
+        self, room_id: str, log: str, *, event: Event | None = None
+    ) -> Room | None:
         # The room's slot first (room, presence and log in one step: from then on nobody
         # can join it), then each member session's room set, then the index. A crash in
         # between leaves only index entries and stale room ids in session sets, which a
@@ -668,8 +769,9 @@ class RedisStore:
             ]
             if hash_tag(k.log(log)) != hash_tag(k.room_info(room_id)):
                 raise ValueError(f"log {log!r} is not room {room_id!r}'s log")
-            log_keys = [k.log(log), k.log_seq(log), k.log_epoch(log)]
-            sids = await self._remove_room(keys=[*room_keys, *log_keys])
+            doomed = [*room_keys, k.log(log), k.log_seq(log), k.log_epoch(log)]
+            script_keys, encoded = self._event(doomed, event)
+            sids = await self._remove_room(keys=script_keys, args=[len(doomed), encoded])
         for sid in sids or []:
             await self._redis.srem(k.session_rooms(_text(sid)), room_id)
         await self._unlist_room(keys=[k.rooms(), k.room_names(), k.room_renames()], args=[room_id])
@@ -691,7 +793,8 @@ class RedisStore:
         # The same replace-if-the-room-exists script as the ACL, on the rules hash.
         pairs = [part for item in rules.items() for part in item]
         await self._set_acl(
-            keys=[self._keys.room_info(room_id), self._keys.room_rules(room_id)], args=pairs
+            keys=[self._keys.room_info(room_id), self._keys.room_rules(room_id)],
+            args=[*pairs, ""],
         )
 
     @_unavailable_as_store_error
@@ -764,12 +867,14 @@ class RedisStore:
     # any crash (by the purge of a dead node), finds and repairs everything.
 
     @_unavailable_as_store_error
-    async def register_session(self, sid: str, member: Member, node_id: str) -> None:
+    async def register_session(
+        self, sid: str, member: Member, node_id: str, *, event: Event | None = None
+    ) -> None:
         k = self._keys
         await self._redis.sadd(k.node_sessions(node_id), sid)
+        keys, encoded = self._event([k.session_info(sid), k.session_rooms(sid)], event)
         reply = await self._register_session(
-            keys=[k.session_info(sid), k.session_rooms(sid)],
-            args=[member.id, member.name, node_id],
+            keys=keys, args=[member.id, member.name, node_id, encoded]
         )
         old_node, *room_ids = (_text(part) for part in reply)
         await self._user_session_added(
@@ -784,7 +889,7 @@ class RedisStore:
             )
 
     @_unavailable_as_store_error
-    async def join_room(self, room_id: str, sid: str) -> bool:
+    async def join_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
         k = self._keys
         session_keys = [k.session_info(sid), k.session_rooms(sid)]
         member = await self._join_session(keys=session_keys, args=[room_id])
@@ -792,9 +897,8 @@ class RedisStore:
             return False
         uid, name = (_text(part) for part in member)
         presence = [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)]
-        joined = int(
-            await self._join_room(keys=[k.room_info(room_id), *presence], args=[sid, uid, name])
-        )
+        join_keys, encoded = self._event([k.room_info(room_id), *presence], event)
+        joined = int(await self._join_room(keys=join_keys, args=[sid, uid, name, encoded]))
         if joined < 0:  # unknown room
             await self._redis.srem(k.session_rooms(sid), room_id)
             return False
@@ -808,19 +912,23 @@ class RedisStore:
         return joined == 1
 
     @_unavailable_as_store_error
-    async def leave_room(self, room_id: str, sid: str) -> bool:
+    async def leave_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
         # Presence first, then the session's set (a crash in between keeps the set a
         # superset), then presence again: a join of the same room that wrote its presence
-        # in between, after its own check, would otherwise stay without a set entry.
+        # in between, after its own check, would otherwise stay without a set entry. The
+        # event goes with whichever step takes the user's last session out.
         k = self._keys
         presence = [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)]
-        left = await self._leave_room(keys=presence, args=[sid])
+        keys, encoded = self._event(presence, event)
+        left = await self._leave_room(keys=keys, args=[sid, encoded])
         await self._redis.srem(k.session_rooms(sid), room_id)
-        left_again = await self._leave_room(keys=presence, args=[sid])
+        left_again = await self._leave_room(keys=keys, args=[sid, encoded])
         return bool(left or left_again)
 
     @_unavailable_as_store_error
-    async def drop_session(self, sid: str) -> list[tuple[str, Member]]:
+    async def drop_session(
+        self, sid: str, *, events: DropEvents | None = None
+    ) -> list[tuple[str, Member]]:
         # Mark, leave every room, then delete the record: a crash before the end leaves
         # the session registered on its node, whose purge drops it again (leaving a room
         # twice is harmless).
@@ -830,12 +938,18 @@ class RedisStore:
             return []
         uid, name, node_id, *room_ids = (_text(part) for part in reply)
         member = Member(id=uid, name=name)
-        left = []
+        who: dict[str, str | int] = {"user_id": uid, "user_name": name}
+        left: list[tuple[str, Member]] = []
         for room_id in sorted(room_ids):
             presence = [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)]
-            if await self._leave_room(keys=presence, args=[sid]):
+            leave = events.leave if events is not None else None
+            filled = self._filled(leave, {**who, "n": len(left) + 1, "room_id": room_id})
+            keys, encoded = self._event(presence, filled)
+            if await self._leave_room(keys=keys, args=[sid, encoded]):
                 left.append((room_id, member))
-        await self._user_session_ended(keys=[k.user_sessions(uid), k.user_info(uid)], args=[sid])
+        offline = self._filled(events.offline if events is not None else None, who)
+        keys, encoded = self._event([k.user_sessions(uid), k.user_info(uid)], offline)
+        await self._user_session_ended(keys=keys, args=[sid, encoded])
         await self._redis.delete(k.session_info(sid), k.session_rooms(sid))
         if node_id:
             await self._redis.srem(k.node_sessions(node_id), sid)
@@ -960,8 +1074,15 @@ class RedisStore:
         for channel, fanout in after:
             await self._redis.spublish(channel, fanout.head + entry + fanout.tail)
 
-    async def append(self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()) -> int:
-        return (await self.append_entry(log, entry_tail, fanouts)).seq
+    async def append(
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
+    ) -> int:
+        return (await self.append_entry(log, entry_tail, fanouts, event=event)).seq
 
     @staticmethod
     def _entry(seq: int, epoch: str, entry_tail: str) -> str:
@@ -969,16 +1090,22 @@ class RedisStore:
 
     @_unavailable_as_store_error
     async def append_entry(
-        self, log: str, entry_tail: str, fanouts: Sequence[Fanout] = ()
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
     ) -> Appended:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
         k = self._keys
         log_key = k.log(log)
         inside, after = self._split_fanouts(log_key, fanouts)
+        keys, encoded = self._event([log_key, k.log_seq(log), k.log_epoch(log)], event)
         seq, epoch = await self._append(
-            keys=[log_key, k.log_seq(log), k.log_epoch(log)],
-            args=[entry_tail, self._history_size, self._publish_command, *inside],
+            keys=keys,
+            args=[entry_tail, self._history_size, self._publish_command, *inside, encoded],
         )
         appended = Appended(int(seq), epoch=_text(epoch))
         if after:
@@ -987,7 +1114,13 @@ class RedisStore:
 
     @_unavailable_as_store_error
     async def append_once(
-        self, log: str, entry_tail: str, fanouts: Sequence[Fanout], dedupe: Dedupe
+        self,
+        log: str,
+        entry_tail: str,
+        fanouts: Sequence[Fanout],
+        dedupe: Dedupe,
+        *,
+        event: Event | None = None,
     ) -> Appended:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
@@ -995,9 +1128,18 @@ class RedisStore:
         log_key = k.log(log)
         digest = hashlib.sha256(dedupe.key.encode()).hexdigest()
         inside, after = self._split_fanouts(log_key, fanouts)
+        dedupe_keys = [log_key, k.log_seq(log), k.log_dedupe(log, digest), k.log_epoch(log)]
+        keys, encoded = self._event(dedupe_keys, event)
         reply = await self._append_once(
-            keys=[log_key, k.log_seq(log), k.log_dedupe(log, digest), k.log_epoch(log)],
-            args=[entry_tail, self._history_size, dedupe.ttl_ms, self._publish_command, *inside],
+            keys=keys,
+            args=[
+                entry_tail,
+                self._history_size,
+                dedupe.ttl_ms,
+                self._publish_command,
+                *inside,
+                encoded,
+            ],
         )
         if len(reply) > 2:
             return Appended(int(reply[0]), original=_text(reply[2]), epoch=_text(reply[1]))
@@ -1047,6 +1189,17 @@ class RedisStore:
         if after:
             await self._publish_after(self._entry(appended, _text(reply[1]), entry_tail), after)
         return appended
+
+    @_unavailable_as_store_error
+    async def add_event(self, event: Event) -> None:
+        if self._events_maxlen <= 0:
+            return
+        await self._redis.xadd(
+            self._keys.events(),
+            {"key": event.key({}), "event": event.text({})},
+            maxlen=self._events_maxlen,
+            approximate=True,
+        )
 
     async def log_heads(self, logs: Sequence[str]) -> list[LogHead]:
         if not logs:

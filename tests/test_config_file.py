@@ -72,6 +72,10 @@ max_history_reply_bytes = 15000
 jwt_require_exp = false
 edit_window = 60
 receipts_max_room_size = 16
+events_maxlen = 500
+events_amqp_url = "amqp://u:secret@mq:5672/v"
+events_amqp_exchange = "ev"
+events_file = "/tmp/ev.jsonl"
 """)
     settings = parse_settings(["--config", str(path)], {})
     assert settings == Settings(
@@ -87,6 +91,8 @@ receipts_max_room_size = 16
         max_user_event_burst=12, max_rooms_per_user_per_hour=13,
         max_new_conversations_per_hour=14, max_history_reply_bytes=15000,
         jwt_require_exp=False, edit_window=60.0, receipts_max_room_size=16,
+        events_maxlen=500, events_amqp_url="amqp://u:secret@mq:5672/v",
+        events_amqp_exchange="ev", events_file="/tmp/ev.jsonl",
     )  # fmt: skip
     # The file above lists every option but one (a node has a Redis URL or cluster nodes,
     # not both; see the next test): a new option must be added to the file format too.
@@ -156,17 +162,23 @@ def test_a_missing_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_print_config_shows_the_effective_settings_with_secrets_masked(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = write(tmp_path, 'auth = "jwt"\njwt_secret = "hunter2"\napi_keys = ["key-one"]\n')
+    path = write(
+        tmp_path,
+        'auth = "jwt"\njwt_secret = "hunter2"\napi_keys = ["key-one"]\n'
+        'events_amqp_url = "amqp://dino:mq-password@mq:5672/"\n',
+    )
     with pytest.raises(SystemExit) as info:
         parse_settings(["--config", str(path), "--print-config", "--port", "7002"], {})
     assert info.value.code == 0
     out = capsys.readouterr().out
-    assert "hunter2" not in out and "key-one" not in out
+    assert "hunter2" not in out and "key-one" not in out and "mq-password" not in out
     printed = tomllib.loads(out)  # what it prints is a valid config file
     assert printed["port"] == 7002
     assert printed["auth"] == "jwt"
     assert {printed[name] for name in SECRET_KEYS} == {"***"}
     # Read back (secrets aside), it gives the same settings.
+    # (The AMQP URL must stay a URL to be read back.)
+    out = out.replace('events_amqp_url = "***"', 'events_amqp_url = "amqp://mq/"')
     again = write(tmp_path, out.replace("\"***\"", "\"x\""))
     assert parse_settings(["--config", str(again)], {}).port == 7002
 
@@ -174,10 +186,12 @@ def test_print_config_shows_the_effective_settings_with_secrets_masked(
 def test_help_never_prints_a_secret() -> None:
     result = subprocess.run(
         [*RUN, "--help"], capture_output=True, text=True, timeout=30, check=False,
-        env={"DINO_JWT_SECRET": "hunter2", "DINO_API_KEYS": "key-one", "PATH": ""},
+        env={"DINO_JWT_SECRET": "hunter2", "DINO_API_KEYS": "key-one", "PATH": "",
+             "DINO_EVENTS_AMQP_URL": "amqp://dino:mq-password@mq:5672/"},
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout and "key-one" not in result.stdout
+    assert "mq-password" not in result.stdout
     assert "--config" in result.stdout and "--print-config" in result.stdout
 
 

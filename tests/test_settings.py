@@ -147,6 +147,10 @@ def test_every_option_has_an_environment_variable():
         "DINO_MAX_API_BODY_BYTES": "4096",
         "DINO_EDIT_WINDOW": "120",
         "DINO_RECEIPTS_MAX_ROOM_SIZE": "5",
+        "DINO_EVENTS_MAXLEN": "500",
+        "DINO_EVENTS_AMQP_URL": "amqp://u:secret@mq:5672/v",
+        "DINO_EVENTS_AMQP_EXCHANGE": "ev",
+        "DINO_EVENTS_FILE": "/tmp/ev.jsonl",
     }
     settings = parse(**env)
     assert settings == Settings(
@@ -188,6 +192,10 @@ def test_every_option_has_an_environment_variable():
         max_api_body_bytes=4096,
         edit_window=120.0,
         receipts_max_room_size=5,
+        events_maxlen=500,
+        events_amqp_url="amqp://u:secret@mq:5672/v",
+        events_amqp_exchange="ev",
+        events_file="/tmp/ev.jsonl",
     )
     # Every Settings field is reachable from the environment (DINO_REDIS_CLUSTER_NODES
     # excludes DINO_REDIS_URL: tests/test_redis_cluster.py reads it from the environment).
@@ -260,6 +268,24 @@ def test_a_malformed_number_in_the_environment_is_a_usage_error(capsys, name: st
 
 
 # -- run.py --------------------------------------------------------------------------------
+
+
+def test_event_stream_options(capsys):
+    settings = parse("--events-amqp-url", "amqps://u:p@mq/", "--events-file", "e.jsonl")
+    assert settings.events_amqp_url == "amqps://u:p@mq/"
+    assert settings.events_file == "e.jsonl"
+    assert settings.events_maxlen == 100_000
+    assert "amqp:// or amqps://" in usage_error(capsys, "--events-amqp-url", "http://mq/")
+    assert "0 (off) or more" in usage_error(capsys, "--events-maxlen", "-1")
+    assert "need the stream" in usage_error(
+        capsys, "--events-maxlen", "0", "--events-file", "e.jsonl"
+    )
+
+
+def test_help_does_not_print_the_amqp_password(capsys):
+    with pytest.raises(SystemExit):
+        parse("--help", DINO_EVENTS_AMQP_URL="amqp://u:hunter2@mq/")
+    assert "hunter2" not in capsys.readouterr().out
 
 
 def test_help_lists_every_option_and_its_variable():

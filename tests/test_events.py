@@ -1,0 +1,232 @@
+"""The event stream out: every change of state appears once, with its shape, on both stores.
+
+A node runs with ``--events-file``, so each test reads what the forwarder wrote (the
+stream as a consumer sees it); on Redis the stream ``<prefix>events`` is read directly
+too, to check it holds the same events in the same order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from storage.keys import KeySchema
+from tests.node_fixtures import TIMEOUT, NodeFactory, RunningNode
+
+pytest_plugins = ["tests.node_fixtures"]
+
+RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+async def read_events(path: Path, wanted: int) -> list[dict[str, Any]]:
+    """The events in the file once there are at least ``wanted`` of them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + TIMEOUT
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= wanted or loop.time() > deadline:
+            return [json.loads(line) for line in lines]
+        await asyncio.sleep(0.05)
+
+
+def of_type(events: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [e for e in events if e["type"] == kind]
+
+
+def check_common(event: dict[str, Any], node_id: str) -> None:
+    assert re.fullmatch(UUID + r"(\.\d+)?", event["id"]), event
+    assert RFC3339_MS.match(event["published"]), event
+    assert event["node"] == node_id
+
+
+async def start(node_factory: NodeFactory, tmp_path: Path, **settings: Any) -> RunningNode:
+    return await node_factory(events_file=str(tmp_path / "events.jsonl"), node_id="n1", **settings)
+
+
+# Not on a Redis Cluster yet: the stream is one key (README, "Event stream out").
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_every_event_type_has_its_shape(node_factory: NodeFactory, tmp_path: Path) -> None:
+    node = await start(node_factory, tmp_path)
+    alice = await node.client(user="alice", name="Alice")
+    # Bob satisfies the ACL set below: a member it refuses would be removed from the room.
+    bob = await node.client(user="bob", name="Bob", attributes={"city": "Oslo"})
+    room_id = await alice.create("lobby")
+    await alice.join(room_id)
+    await bob.join(room_id)
+    sent = (await alice.say(room_id, "hello"))["data"]
+    told = (await alice.tell("bob", "psst"))["data"]
+    acl = {"objectType": "acl", "attachments": [{"objectType": "city", "content": "Oslo"}]}
+    assert (await alice.call("set_acl", {"target": {"id": room_id}, "object": acl}))[
+        "status_code"
+    ] == 200
+    renamed = await alice.call("rename_room", {"target": {"id": room_id, "displayName": "hall"}})
+    assert renamed["status_code"] == 200
+    assert (await bob.leave(room_id))["status_code"] == 200
+    await bob.disconnect()  # bob's last session: offline, no leave (he left already)
+    await alice.join(room_id)  # again: no second join event
+    removed = await alice.call("remove_room", {"target": {"id": room_id}})
+    assert removed["status_code"] == 200, removed
+
+    events = await read_events(tmp_path / "events.jsonl", 12)
+    for event in events:
+        check_common(event, "n1")
+    kinds = [e["type"] for e in events]
+    assert kinds == [
+        "login",
+        "login",
+        "room_created",
+        "join",
+        "join",
+        "message",
+        "message",
+        "acl_changed",
+        "room_renamed",
+        "leave",
+        "offline",
+        "room_removed",
+    ], kinds
+    assert len({e["id"] for e in events}) == len(events)
+
+    login = of_type(events, "login")[0]
+    assert login["verb"] == "login"
+    assert login["actor"] == {"id": "alice", "summary": "Alice"}
+    assert login["object"]["objectType"] == "session"
+
+    created = of_type(events, "room_created")[0]
+    assert created["verb"] == "create"
+    assert created["target"] == {"id": room_id, "objectType": "room", "displayName": "lobby"}
+    owners, rules = created["object"]["attachments"]
+    assert owners == {"objectType": "owner", "attachments": [{"id": "alice", "content": "Alice"}]}
+    assert rules == {"objectType": "acl", "attachments": []}
+
+    joins = of_type(events, "join")
+    assert [j["actor"]["id"] for j in joins] == ["alice", "bob"]
+    assert joins[0]["target"] == {"id": room_id, "objectType": "room"}
+
+    room_message, direct = of_type(events, "message")
+    assert room_message["verb"] == "send"
+    assert room_message["log"] == f"room:{room_id}"
+    assert room_message["seq"] == sent["seq"] == 1
+    assert room_message["epoch"] == sent["epoch"] and sent["epoch"]  # the log's, as stored
+    assert room_message["published"] == sent["published"]
+    assert room_message["actor"] == {"id": "alice", "summary": "Alice"}
+    assert room_message["target"] == {"id": room_id, "objectType": "room"}
+    assert room_message["object"] == {"id": sent["id"], "objectType": "group", "content": "hello"}
+    assert direct["log"] == "dm:5:alice:bob" and direct["seq"] == told["seq"] == 1
+    assert direct["epoch"] == told["epoch"]
+    assert direct["target"] == {"id": "bob", "objectType": "user"}
+    assert direct["object"]["content"] == "psst"
+
+    changed = of_type(events, "acl_changed")[0]
+    assert changed["verb"] == "update"
+    assert changed["actor"]["id"] == "alice"
+    assert changed["object"] == {
+        "objectType": "acl",
+        "attachments": [{"objectType": "city", "content": "Oslo"}],
+    }
+
+    rename = of_type(events, "room_renamed")[0]
+    assert rename["verb"] == "rename"
+    assert rename["target"]["displayName"] == "hall"
+    assert rename["object"] == {"objectType": "room", "summary": "lobby"}
+
+    leave = of_type(events, "leave")[0]
+    assert leave["actor"] == {"id": "bob", "summary": "Bob"}
+    assert leave["target"] == {"id": room_id, "objectType": "room"}
+
+    offline = of_type(events, "offline")[0]
+    assert offline["verb"] == "offline" and offline["actor"] == {"id": "bob", "summary": "Bob"}
+
+    gone = of_type(events, "room_removed")[0]
+    assert gone["verb"] == "remove" and gone["target"]["displayName"] == "hall"
+
+
+# Not on a Redis Cluster yet: the stream is one key (README, "Event stream out").
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_dropped_session_leaves_each_room_then_goes_offline(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    node = await start(node_factory, tmp_path)
+    alice = await node.client(user="alice", name="Alice")
+    rooms = [await alice.create(name) for name in ("a", "b", "c")]
+    for room_id in rooms:
+        await alice.join(room_id)
+    second = await node.client(user="alice", name="Alice")
+    await second.disconnect()  # not her last session: nothing but its login
+    await alice.disconnect()
+
+    events = await read_events(tmp_path / "events.jsonl", 3 + 3 + 2 + 3 + 1)
+    tail = events[-4:]
+    assert [e["type"] for e in tail] == ["leave", "leave", "leave", "offline"]
+    assert sorted(e["target"]["id"] for e in tail[:3]) == sorted(rooms)
+    base = tail[0]["id"].rsplit(".", 1)[0]
+    assert [e["id"] for e in tail[:3]] == [f"{base}.1", f"{base}.2", f"{base}.3"]
+    assert all(e["actor"] == {"id": "alice", "summary": "Alice"} for e in tail)
+    assert len(of_type(events, "offline")) == 1
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+async def test_the_stream_is_off_with_maxlen_0(
+    node_factory: NodeFactory, key_prefix: str, redis_client: redis.asyncio.Redis
+) -> None:
+    node = await node_factory(events_maxlen=0)
+    alice = await node.client(user="alice")
+    room_id = await alice.create("quiet")
+    await alice.join(room_id)
+    assert (await alice.say(room_id, "no event"))["status_code"] == 200
+    keys = KeySchema(key_prefix)
+    assert await redis_client.exists(keys.events()) == 0
+    assert await redis_client.exists(keys.log(f"room:{room_id}")) == 1
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+async def test_redis_stream_holds_the_same_events(
+    node_factory: NodeFactory, tmp_path: Path, key_prefix: str, redis_client: redis.asyncio.Redis
+) -> None:
+    node = await start(node_factory, tmp_path)
+    alice = await node.client(user="alice")
+    room_id = await alice.create("r")
+    await alice.join(room_id)
+    seqs = [(await alice.say(room_id, f"m{i}"))["data"]["seq"] for i in range(5)]
+    written = await read_events(tmp_path / "events.jsonl", 8)
+    stream = await redis_client.xrange(KeySchema(key_prefix).events())
+    in_stream = [json.loads(fields["event"]) for _, fields in stream]
+    assert in_stream == written
+    keys = [fields["key"] for _, fields in stream]
+    assert keys[-1] == f"dino.message.room.{room_id}"
+    assert keys[:3] == ["dino.login.user.alice", f"dino.room_created.room.{room_id}",
+                        f"dino.join.room.{room_id}"]  # fmt: skip
+    assert [e["seq"] for e in of_type(in_stream, "message")] == seqs == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("backend", ["redis"])
+async def test_one_log_in_order_across_two_nodes(
+    node_factory: NodeFactory, key_prefix: str, redis_client: redis.asyncio.Redis
+) -> None:
+    first = await node_factory(node_id="n1", max_events_per_second=10_000, max_event_burst=10_000)
+    second = await node_factory(node_id="n2", max_events_per_second=10_000, max_event_burst=10_000)
+    alice = await first.client(user="alice")
+    bob = await second.client(user="bob")
+    room_id = await alice.create("both")
+    await alice.join(room_id)
+    await bob.join(room_id)
+
+    async def send_all(client: Any, label: str) -> list[dict[str, Any]]:
+        replies = await asyncio.gather(*(client.say(room_id, f"{label}{i}") for i in range(40)))
+        return [r["data"] for r in replies]
+
+    sent = [m for batch in await asyncio.gather(send_all(alice, "a"), send_all(bob, "b"))
+            for m in batch]  # fmt: skip
+    stream = await redis_client.xrange(KeySchema(key_prefix).events())
+    messages = [json.loads(f["event"]) for _, f in stream if f["key"].startswith("dino.message.")]
+    assert [e["seq"] for e in messages] == list(range(1, 81))
+    # The stream's seq is the message's seq, whichever node stored it.
+    assert {e["object"]["id"]: e["seq"] for e in messages} == {m["id"]: m["seq"] for m in sent}
+    assert {e["node"] for e in messages} == {"n1", "n2"}
