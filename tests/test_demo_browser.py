@@ -303,11 +303,26 @@ def test_two_people_chat(browser: Any, node: Node) -> None:
         person.close()
 
 
-def test_reconnect_after_lost_connection(browser: Any, node: Node) -> None:
+@pytest.fixture
+def quick_ping_node() -> Iterator[Node]:
+    """A node that notices a silent client within 3 s. An offline browser context may
+    never deliver the websocket's close frame; on the default 25 s ping the server would
+    then keep the session longer than the test waits for the member list to change."""
+    require_browser_tools()
+    n = Node(free_port(), ["--ping-interval", "1", "--ping-timeout", "2"])
+    n.start()
+    try:
+        yield n
+    finally:
+        n.stop()
+
+
+def test_reconnect_after_lost_connection(browser: Any, quick_ping_node: Node) -> None:
     """Drop Alice's connection and keep her offline while Bob talks; she must come back,
     rejoin, and show exactly what she missed, once."""
     from playwright.sync_api import expect
 
+    node = quick_ping_node
     alice, bob = Person(browser, node), Person(browser, node)
     for person in (alice, bob):
         person.open()
