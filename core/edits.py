@@ -18,7 +18,7 @@ from server.node import Node
 from server.wire import Json, activity_tail, envelope, event_packet_parts
 from storage.base import Fanout, Member
 
-from . import pushes, roles
+from . import events, pushes, roles
 from .errors import BadRequest, Conflict, Forbidden, NotFound
 from .messages import Target
 from .names import conversation_log, room_channel, room_log, user_channel
@@ -82,7 +82,13 @@ async def _revise(
     head, tail = event_packet_parts(event)
     fanouts = [Fanout(channel, envelope("", head), tail) for channel in channels]
     seq = await node.store.revise(
-        log, int(entry["seq"]), text, Json.dumps(changed), activity_tail(revision), fanouts
+        log,
+        int(entry["seq"]),
+        text,
+        Json.dumps(changed),
+        activity_tail(revision),
+        fanouts,
+        event=events.revised(node, revision, log),
     )
     if seq is None:
         raise Conflict(f"message '{entry.get('id')}' changed meanwhile; try again")

@@ -17,12 +17,12 @@ Every event is an ActivityStreams object::
 dropped from several rooms). Its routing key is ``dino.<type>.<objectType>.<id>`` of what
 it is about (``dino.message.room.<room id>``). The README lists every type.
 
-**Adding an event type** (issues 10/11: edited, deleted, kick, ban, unban, mute, role,
-status): a builder here that returns ``_event(node, TYPE, verb, routing, fields)``; then
-either pass it to the store call that makes the change (``event=``; in Redis scripts,
-prepend ``redis_store._LUA_EVENT`` and call ``add_event(KEYS[stream], ARGV[event], values)``
-where the change happens), or, for a change without a script of its own, ``await
-emit(node, event)`` right after it (then a crash between the two can lose that event).
+**Adding an event type**: a builder here that returns ``_event(node, TYPE, verb,
+routing, fields)``; then either pass it to the store call that makes the change
+(``event=``; in Redis scripts, prepend ``redis_store._LUA_EVENT`` and call
+``add_event(KEYS[stream], ARGV[event], values)`` where the change happens), or, for a
+change without a script of its own, ``await emit(node, event)`` right after it (then a
+crash between the two can lose that event).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any
 import ujson
 
 from server.node import Node
-from storage.base import DropEvents, Event, Member, Room
+from storage.base import DropEvents, Event, Member, Room, Sanction
 
 from . import pushes
 
@@ -49,6 +49,15 @@ ROOM_CREATED = "room_created"
 ROOM_RENAMED = "room_renamed"
 ROOM_REMOVED = "room_removed"
 ACL_CHANGED = "acl_changed"
+MESSAGE_EDITED = "message_edited"
+MESSAGE_DELETED = "message_deleted"
+ROLE_SET = "role_set"
+KICK = "kick"
+BAN = "ban"
+UNBAN = "unban"
+MUTE = "mute"
+UNMUTE = "unmute"
+STATUS_CHANGED = "status_changed"
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,29 @@ def message_sent(node: Node, message: pushes.Activity, log: str) -> Event | None
     return Event(f"dino.{MESSAGE}.{about}.{target['id']}", parts, ("seq", "epoch"))
 
 
+def revised(node: Node, revision: pushes.Activity, log: str) -> Event | None:
+    """A message edited or deleted (``revision`` as ``pushes.revision`` shapes it): an
+    entry of the log with its own ``seq`` (holes ``seq`` and ``epoch``); ``object``
+    names the changed message and its ``seq``, and carries the new content of an edit."""
+    if not _on(node):
+        return None
+    kind = MESSAGE_EDITED if revision["verb"] == "edit" else MESSAGE_DELETED
+    target = revision["target"]
+    about = "room" if target["objectType"] == "room" else "user"
+    fields: Fields = [
+        ("log", log),
+        ("seq", Hole("seq")),
+        ("epoch", Hole("epoch")),
+        *([("actor", revision["actor"])] if "actor" in revision else []),
+        ("target", target),
+        ("object", {"objectType": "message", **revision["object"]}),
+    ]
+    return template(
+        f"dino.{kind}.{about}.{target['id']}",
+        _head(node, kind, revision["verb"], revision["published"]) + fields,
+    )
+
+
 # -- sessions and presence -----------------------------------------------------------------
 
 
@@ -275,6 +307,65 @@ def acl_changed(
         ("object", {"objectType": "acl", "attachments": acl}),
     ]
     return _event(node, ACL_CHANGED, "update", ("room", room_id), fields)
+
+
+# -- roles, moderation, status ---------------------------------------------------------------
+
+
+def role_set(node: Node, room_id: str, user: Member, role: str, by: Member | None) -> Event | None:
+    """``object.content``: "owner", "moderator" or "none" (the role taken away)."""
+    subject = {"id": user.id, "summary": user.name, "objectType": "user", "content": role}
+    fields = [*_by(by), ("target", _room(room_id)), ("object", subject)]
+    return _event(node, ROLE_SET, "set_role", ("room", room_id), fields)
+
+
+def kicked(node: Node, room_id: str, user: Member, reason: str, by: Member | None) -> Event | None:
+    subject = {"id": user.id, "summary": user.name, "objectType": "user", "content": reason}
+    fields = [*_by(by), ("target", _room(room_id)), ("object", subject)]
+    return _event(node, KICK, "kick", ("room", room_id), fields)
+
+
+def _scope(scope: str | None) -> tuple[tuple[str, str], Fields]:
+    """Routing (what the event is about) and target of a room or global sanction."""
+    if scope is None:
+        return ("global", "all"), [("objectType", "global")]
+    return ("room", scope), _room(scope)
+
+
+def sanctioned(node: Node, kind: str, scope: str | None, sanction: Sanction) -> Event | None:
+    """A ban (room or global, ``scope`` None) or mute imposed; ``object.expires`` is RFC
+    3339 UTC or null (no end)."""
+    about, target = _scope(scope)
+    expires = None if sanction.expires_ms is None else pushes.ms_rfc3339(sanction.expires_ms)
+    subject = {
+        "id": sanction.user.id,
+        "summary": sanction.user.name,
+        "objectType": "user",
+        "content": sanction.reason,
+        "expires": expires,
+    }
+    actor = [("actor", {"id": sanction.by})] if sanction.by else []
+    event_type = BAN if kind == "ban" else MUTE
+    return _event(node, event_type, kind, about, [*actor, ("target", target), ("object", subject)])
+
+
+def lifted(
+    node: Node, kind: str, scope: str | None, user: Member, by: Member | None
+) -> Event | None:
+    """An unban or unmute."""
+    about, target = _scope(scope)
+    subject = {"id": user.id, "summary": user.name, "objectType": "user"}
+    event_type = UNBAN if kind == "ban" else UNMUTE
+    fields = [*_by(by), ("target", target), ("object", subject)]
+    return _event(node, event_type, "un" + kind, about, fields)
+
+
+def status_changed(node: Node, member: Member, status: str) -> Event | None:
+    """The status a user chose (``object.content``), invisible included: the stream is
+    for the product's backend, which sees what admins see."""
+    chosen = {"objectType": "status", "content": status}
+    fields = [("actor", pushes.actor(member)), ("object", chosen)]
+    return _event(node, STATUS_CHANGED, "status", ("user", member.id), fields)
 
 
 async def emit(node: Node, event: Event | None) -> None:

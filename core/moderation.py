@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from server.node import Node
-from storage.base import Member, Room, Sanction
+from storage.base import Event, Member, Room, Sanction
 
-from . import pushes, roles
+from . import events, pushes, roles
 from .control import CLOSE_OP, leave_op
 from .errors import BadRequest, Forbidden, NotFound
 from .names import room_channel, user_channel
@@ -37,13 +37,16 @@ async def _evict(
     user: Member,
     reason: str,
     by: Member | None,
-    event: str,
+    push: str,
     notice: pushes.Activity,
+    kick_event: Event | None = None,
 ) -> int:
-    """Every session of the user leaves the room on every node, receiving ``event``;
-    the remaining members receive gn_user_kicked. Returns how many sessions left."""
-    sids = await node.store.remove_from_room(room.id, user.id)
-    await node.publish_control(user_channel(user.id), leave_op(room.id), event, notice)
+    """Every session of the user leaves the room on every node, receiving ``push``;
+    the remaining members receive gn_user_kicked. Returns how many sessions left.
+    ``kick_event`` goes to the stream with the removal (a ban's event went with the
+    ban)."""
+    sids = await node.store.remove_from_room(room.id, user.id, event=kick_event)
+    await node.publish_control(user_channel(user.id), leave_op(room.id), push, notice)
     if sids:
         kicked = pushes.kicked(room.id, user, reason, by)
         await node.publish(room_channel(room.id), pushes.USER_KICKED_EVENT, kicked)
@@ -60,7 +63,8 @@ async def kick(node: Node, room_id: str, user_id: str, reason: str, by: Member |
     if user_id not in present:
         raise BadRequest(f"'{user_id}' is not in room '{room.name}'")
     notice = pushes.kicked(room.id, user, reason, by)
-    left = await _evict(node, room, user, reason, by, pushes.KICKED_EVENT, notice)
+    kick_event = events.kicked(node, room.id, user, reason, by)
+    left = await _evict(node, room, user, reason, by, pushes.KICKED_EVENT, notice, kick_event)
     return Kicked(room, user, left)
 
 
@@ -96,7 +100,9 @@ async def ban(
         raise Forbidden(f"you cannot ban '{user_id}' from every room: an admin or yourself")
     user = await roles.known_user(node, user_id)
     sanction = Sanction(user, reason, by.id if by else "", expires_ms(seconds))
-    await node.store.impose("ban", scope, sanction)
+    await node.store.impose(
+        "ban", scope, sanction, event=events.sanctioned(node, "ban", scope, sanction)
+    )
     notice = pushes.sanction(sanction, "ban", scope)
     if room is None:
         await node.publish_control(user_channel(user.id), CLOSE_OP, pushes.BANNED_EVENT, notice)
@@ -120,7 +126,9 @@ async def mute(
     await roles.require_outranks(node, room, by, rank, user_id, "mute")
     user = await roles.known_user(node, user_id)
     sanction = Sanction(user, reason, by.id if by else "", expires_ms(seconds))
-    await node.store.impose("mute", room.id, sanction)
+    await node.store.impose(
+        "mute", room.id, sanction, event=events.sanctioned(node, "mute", room.id, sanction)
+    )
     notice = pushes.sanction(sanction, "mute", room.id)
     await node.publish(user_channel(user.id), pushes.MUTED_EVENT, notice)
     return sanction
@@ -133,10 +141,12 @@ async def lift(
     lifted."""
     room = await _scope_room(node, scope, by, f"un{kind} users")
     found = await node.store.sanction(kind, scope, user_id)
-    if found is None or not active(found) or not await node.store.lift(kind, scope, user_id):
-        where = f"room '{room.name}'" if room is not None else GLOBAL_NAME
-        raise NotFound(f"'{user_id}' is not {_PAST[kind]} in {where}")
-    return found
+    if found is not None and active(found):
+        lifted = events.lifted(node, kind, scope, found.user, by)
+        if await node.store.lift(kind, scope, user_id, event=lifted):
+            return found
+    where = f"room '{room.name}'" if room is not None else GLOBAL_NAME
+    raise NotFound(f"'{user_id}' is not {_PAST[kind]} in {where}")
 
 
 async def listing(node: Node, kind: str, scope: str | None, by: Member | None) -> list[Sanction]:

@@ -13,7 +13,7 @@ import logging
 
 from server.node import Node
 
-from . import access, pushes, roles
+from . import access, events, pushes, roles
 from .names import room_channel
 
 log = logging.getLogger("dino.recheck")
@@ -36,7 +36,8 @@ async def recheck(node: Node, room_id: str, sids: tuple[str, ...]) -> None:
             continue
         if await roles.privileged(node, room, member):
             continue
-        user_left = await node.store.leave_room(room_id, sid)
+        left = events.left(node, member, room_id)
+        user_left = await node.store.leave_room(room_id, sid, event=left)
         session.rooms.discard(room_id)
         await hub.unlisten(channel, sid)
         notice = pushes.kicked(room_id, member, ACCESS_CHANGED, None)

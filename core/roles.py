@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from server.node import Node
 from storage.base import Member, Room
 
-from . import access
+from . import access, events
 from .errors import BadRequest, Forbidden, NotFound
 
 MEMBER, MODERATOR, OWNER, ADMIN, BACKEND = range(5)
@@ -106,7 +106,10 @@ async def set_role(node: Node, room_id: str, user_id: str, role: str, by: Member
         raise NotFound(f"there is no room with id '{room_id}'")
     await require(node, room, by, OWNER, "give or take roles")
     member = await known_user(node, user_id)
-    if not await node.store.set_role(room.id, member, None if role == NO_ROLE else role):
+    changed = events.role_set(node, room.id, member, role, by)
+    if not await node.store.set_role(
+        room.id, member, None if role == NO_ROLE else role, event=changed
+    ):
         raise NotFound(f"there is no room with id '{room_id}'")
     updated = await node.store.get_room(room.id)
     if updated is None:

@@ -102,7 +102,10 @@ async def join(node: Node, session: Session, room_id: str, *, with_history: bool
     await node.hub.listen(channel, session.sid)
     try:
         joined = events.joined(node, session.member, room.id)
-        first_session = await node.store.join_room(room.id, session.sid, event=joined)
+        backout = events.left(node, session.member, room.id)
+        first_session = await node.store.join_room(
+            room.id, session.sid, event=joined, backout_event=backout
+        )
     except BaseException:
         if room.id not in session.rooms:
             await node.hub.unlisten(channel, session.sid)

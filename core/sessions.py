@@ -116,7 +116,11 @@ async def register_again(node: Node) -> None:
         hidden = await node.store.invisible_among([member.id])
         for room_id in list(session.rooms):
             joined = events.joined(node, member, room_id)
-            if await node.store.join_room(room_id, session.sid, event=joined) and not hidden:
+            backout = events.left(node, member, room_id)
+            first = await node.store.join_room(
+                room_id, session.sid, event=joined, backout_event=backout
+            )
+            if first and not hidden:
                 await announce_joined(node, session.member, room_id, session.sid)
 
 

@@ -19,6 +19,7 @@ from server.hub import Session
 from server.node import Node
 from storage.base import Member, UserStatus
 
+from . import events
 from .errors import Forbidden
 from .sessions import announce_joined, announce_left
 from .visibility import sees_invisible
@@ -77,7 +78,8 @@ async def set_status(node: Node, session: Session, status: str) -> str:
     if status == INVISIBLE and not session.may_be_invisible:
         raise Forbidden("you may not be invisible (your token does not allow it)")
     [before] = await node.store.user_statuses([member.id])
-    await node.store.set_status(member.id, status)
+    changed = events.status_changed(node, member, status) if before.status != status else None
+    await node.store.set_status(member.id, status, event=changed)
     was_hidden, is_hidden = before.status == INVISIBLE, status == INVISIBLE
     if was_hidden != is_hidden:
         presence = await node.store.user_presence(member.id)

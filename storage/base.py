@@ -294,10 +294,12 @@ class Store(Protocol):
         room. Its id is not used again (ids are uuids)."""
         ...
 
-    async def set_role(self, room_id: str, member: Member, role: str | None) -> bool:
+    async def set_role(
+        self, room_id: str, member: Member, role: str | None, *, event: Event | None = None
+    ) -> bool:
         """Give ``member`` the room role ``role`` (one of ``ROLES``), replacing the one
-        they had; None takes their role away. False (and nothing stored) for an unknown
-        room. ``ValueError`` for a role not in ``ROLES``."""
+        they had; None takes their role away. False (and nothing stored, no ``event``)
+        for an unknown room. ``ValueError`` for a role not in ``ROLES``."""
         ...
 
     async def set_rules(self, room_id: str, rules: Mapping[str, str]) -> None:
@@ -322,13 +324,18 @@ class Store(Protocol):
     # keeps expiry times as given and returns expired sanctions too: the caller compares
     # ``expires_ms`` with the time, so remaining time is right across restarts and days.
 
-    async def impose(self, kind: str, scope: str | None, sanction: Sanction) -> None:
-        """Record a sanction (``kind`` in ``SANCTIONS``), replacing one the user had.
-        ``ValueError`` for another kind, or a global mute."""
+    async def impose(
+        self, kind: str, scope: str | None, sanction: Sanction, *, event: Event | None = None
+    ) -> None:
+        """Record a sanction (``kind`` in ``SANCTIONS``), replacing one the user had;
+        nothing (and no ``event``) for a room that does not exist. ``ValueError`` for
+        another kind, or a global mute."""
         ...
 
-    async def lift(self, kind: str, scope: str | None, user_id: str) -> bool:
-        """Remove the user's sanction; False if there was none."""
+    async def lift(
+        self, kind: str, scope: str | None, user_id: str, *, event: Event | None = None
+    ) -> bool:
+        """Remove the user's sanction; False (and no ``event``) if there was none."""
         ...
 
     async def sanction(self, kind: str, scope: str | None, user_id: str) -> Sanction | None:
@@ -355,14 +362,24 @@ class Store(Protocol):
         room the session is in (``room_members``); its user id must stay the same."""
         ...
 
-    async def join_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
+    async def join_room(
+        self,
+        room_id: str,
+        sid: str,
+        *,
+        event: Event | None = None,
+        backout_event: Event | None = None,
+    ) -> bool:
         """Put registered session ``sid`` in the room.
 
         Returns True if its user was not in the room before (this is the user's first
         session there), False otherwise. Idempotent: joining twice returns False.
         An unregistered (or already dropped) session, or an unknown room, is not joined and
         returns False, so a join racing a disconnect cannot leave a ghost member behind.
-        ``event`` is added when it returns True."""
+        ``event`` is added when it returns True. A store whose join takes several steps
+        may find a drop or leave raced it after ``event`` was added and back the join out:
+        it then adds ``backout_event`` (the matching leave), so the stream never shows a
+        join without its leave."""
         ...
 
     async def leave_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
@@ -386,9 +403,11 @@ class Store(Protocol):
         """The distinct users present in the room, sorted by id."""
         ...
 
-    async def remove_from_room(self, room_id: str, user_id: str) -> list[str]:
+    async def remove_from_room(
+        self, room_id: str, user_id: str, *, event: Event | None = None
+    ) -> list[str]:
         """Take every session of the user out of the room in one atomic step; returns
-        their sids, sorted ([] if the user was not in the room)."""
+        their sids, sorted ([] and no ``event`` if the user was not in the room)."""
         ...
 
     async def node_sessions(self, node_id: str) -> list[str]:
@@ -511,11 +530,14 @@ class Store(Protocol):
         new_entry: str,
         entry_tail: str,
         fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
     ) -> int | None:
         """Replace the entry at ``seq`` of ``log`` with ``new_entry`` and append
-        ``entry_tail`` (as ``append`` does, with its fanouts), atomically; returns the new
-        entry's seq. None, and nothing changed, if the entry at ``seq`` is no longer
-        ``old_entry`` (revised meanwhile, or trimmed)."""
+        ``entry_tail`` (as ``append`` does, with its fanouts and ``event``, holes ``seq``
+        and ``epoch`` of the appended entry), atomically; returns the new entry's seq.
+        None, and nothing changed, if the entry at ``seq`` is no longer ``old_entry``
+        (revised meanwhile, or trimmed)."""
         ...
 
     async def log_heads(self, logs: Sequence[str]) -> list[LogHead]:
@@ -551,9 +573,9 @@ class Store(Protocol):
         """Up to ``limit`` refs of the user, most recently touched first."""
         ...
 
-    async def set_status(self, user_id: str, status: str) -> None:
-        """Store the status the user chose (kept across sessions). The status
-        ``invisible`` also puts the user in the set ``invisible_among`` reads."""
+    async def set_status(self, user_id: str, status: str, *, event: Event | None = None) -> None:
+        """Store the status the user chose (kept across sessions), with ``event``. The
+        status ``invisible`` also puts the user in the set ``invisible_among`` reads."""
         ...
 
     async def invisible_among(self, user_ids: Sequence[str]) -> set[str]:

@@ -210,7 +210,9 @@ class MemoryStore:
             rules=dict(state.rules),
         )
 
-    async def set_role(self, room_id: str, member: Member, role: str | None) -> bool:
+    async def set_role(
+        self, room_id: str, member: Member, role: str | None, *, event: Event | None = None
+    ) -> bool:
         if role is not None and role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         state = self._rooms.get(room_id)
@@ -222,6 +224,7 @@ class MemoryStore:
             state.owners[member.id] = member.name
         elif role == "moderator":
             state.moderators[member.id] = member.name
+        self._emit(event, {})
         return True
 
     async def set_rules(self, room_id: str, rules: Mapping[str, str]) -> None:
@@ -252,14 +255,22 @@ class MemoryStore:
         state = self._rooms.get(scope)
         return None if state is None else state.sanctions.setdefault(kind, {})
 
-    async def impose(self, kind: str, scope: str | None, sanction: Sanction) -> None:
+    async def impose(
+        self, kind: str, scope: str | None, sanction: Sanction, *, event: Event | None = None
+    ) -> None:
         table = self._sanctions(kind, scope)
         if table is not None:
             table[sanction.user.id] = sanction
+            self._emit(event, {})
 
-    async def lift(self, kind: str, scope: str | None, user_id: str) -> bool:
+    async def lift(
+        self, kind: str, scope: str | None, user_id: str, *, event: Event | None = None
+    ) -> bool:
         table = self._sanctions(kind, scope)
-        return table is not None and table.pop(user_id, None) is not None
+        lifted = table is not None and table.pop(user_id, None) is not None
+        if lifted:
+            self._emit(event, {})
+        return lifted
 
     async def sanction(self, kind: str, scope: str | None, user_id: str) -> Sanction | None:
         table = self._sanctions(kind, scope)
@@ -294,7 +305,15 @@ class MemoryStore:
         user.sessions.add(sid)
         self._emit(event, {})
 
-    async def join_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
+    async def join_room(
+        self,
+        room_id: str,
+        sid: str,
+        *,
+        event: Event | None = None,
+        backout_event: Event | None = None,
+    ) -> bool:
+        # Atomic here: a join is never backed out, so ``backout_event`` is never added.
         session = self._sessions.get(sid)
         state = self._rooms.get(room_id)
         if session is None or state is None or sid in state.sessions:
@@ -359,7 +378,9 @@ class MemoryStore:
         users = state.users if state is not None else {}
         return [Member(id=uid, name=users[uid]) for uid in sorted(users)]
 
-    async def remove_from_room(self, room_id: str, user_id: str) -> list[str]:
+    async def remove_from_room(
+        self, room_id: str, user_id: str, *, event: Event | None = None
+    ) -> list[str]:
         state = self._rooms.get(room_id)
         if state is None:
             return []
@@ -367,6 +388,8 @@ class MemoryStore:
         for sid in sids:
             self._sessions[sid].rooms.discard(room_id)
             self._leave(room_id, sid)
+        if sids:
+            self._emit(event, {})
         return sids
 
     async def node_sessions(self, node_id: str) -> list[str]:
@@ -511,6 +534,8 @@ class MemoryStore:
         new_entry: str,
         entry_tail: str,
         fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
     ) -> int | None:
         state = self._logs.get(log)
         if state is None or not state.first_seq <= seq <= state.seq:
@@ -519,7 +544,7 @@ class MemoryStore:
         if state.entries[index] != old_entry:
             return None
         state.entries[index] = new_entry
-        return await self.append(log, entry_tail, fanouts)
+        return await self.append(log, entry_tail, fanouts, event=event)
 
     async def add_event(self, event: Event) -> None:
         self._emit(event, {})
@@ -568,14 +593,13 @@ class MemoryStore:
         ordered = sorted(logs, key=lambda ref: (logs[ref], ref), reverse=True)
         return ordered[: max(limit, 0)]
 
-    async def set_status(self, user_id: str, status: str) -> None:
+    async def set_status(self, user_id: str, status: str, *, event: Event | None = None) -> None:
         self._users.setdefault(user_id, _User(user_id)).status = status
+        self._emit(event, {})
 
     async def invisible_among(self, user_ids: Sequence[str]) -> set[str]:
         users = self._users
-        return {
-            uid for uid in user_ids if uid in users and users[uid].status == "invisible"
-        }
+        return {uid for uid in user_ids if uid in users and users[uid].status == "invisible"}
 
     async def user_statuses(self, user_ids: Sequence[str]) -> list[UserStatus]:
         found = []

@@ -187,30 +187,59 @@ return found
 """
 
 # KEYS: room_info, room_owners, room_moderators.  ARGV: uid, name, role ('' for none)
-_SET_ROLE = """
+_SET_ROLE = (
+    _LUA_EVENT
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('HDEL', KEYS[3], ARGV[1])
 if ARGV[3] == 'owner' then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
 if ARGV[3] == 'moderator' then redis.call('HSET', KEYS[3], ARGV[1], ARGV[2]) end
+add_event(KEYS[#KEYS], ARGV[4], {})
 return 1
 """
+)
 
-# KEYS: room_info, a sanctions hash of the room.  ARGV: uid, sanction JSON
-_IMPOSE = """
+# KEYS: room_info, a sanctions hash of the room[, events].  ARGV: uid, sanction JSON, event
+_IMPOSE = (
+    _LUA_EVENT
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+add_event(KEYS[#KEYS], ARGV[3], {})
 return 1
 """
+)
+
+# KEYS: a hash[, events].  ARGV: field, value, event.  HSET with its event.
+_HSET_WITH_EVENT = (
+    _LUA_EVENT
+    + """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+add_event(KEYS[#KEYS], ARGV[3], {})
+"""
+)
+
+# KEYS: a hash[, events].  ARGV: field, event.  HDEL, with its event if it removed one.
+_HDEL_WITH_EVENT = (
+    _LUA_EVENT
+    + """
+local removed = redis.call('HDEL', KEYS[1], ARGV[1])
+if removed == 1 then add_event(KEYS[#KEYS], ARGV[2], {}) end
+return removed
+"""
+)
 
 # KEYS: room_rules, room_mutes.  ARGV: uid.  Returns {send rule or false, mute or false}.
 _SEND_CHECK = """
 return {redis.call('HGET', KEYS[1], 'send'), redis.call('HGET', KEYS[2], ARGV[1])}
 """
 
-# KEYS: room_sessions, room_counts, room_users.  ARGV: uid
+# KEYS: room_sessions, room_counts, room_users[, events].  ARGV: uid, event
 # Takes every session of the user out of the room's presence; returns their sids.
-_REMOVE_USER_FROM_ROOM = """
+_REMOVE_USER_FROM_ROOM = (
+    _LUA_EVENT
+    + """
 local removed = {}
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
@@ -222,9 +251,11 @@ end
 if #removed > 0 then
   redis.call('HDEL', KEYS[2], ARGV[1])
   redis.call('HDEL', KEYS[3], ARGV[1])
+  add_event(KEYS[#KEYS], ARGV[2], {})
 end
 return removed
 """
+)
 
 # KEYS: room_info, room_acl[, events].  ARGV: type1, rule1, type2, rule2, ..., event
 _SET_ACL = (
@@ -440,11 +471,13 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. ':' .. ARGV[3])
 return 1
 """
 
-# KEYS: log, log_seq, log_epoch.  ARGV: seq, old entry, new entry, entry_tail,
-# history_size, publish command, then (channel, head, tail) per fanout.  Returns {the
-# appended seq, its epoch}, or {0} if the entry at seq is not the old entry any more.
+# KEYS: log, log_seq, log_epoch[, events].  ARGV: seq, old entry, new entry, entry_tail,
+# history_size, publish command, then (channel, head, tail) per fanout, then the event
+# (holes seq, epoch).  Returns {the appended seq, its epoch}, or {0} if the entry at seq
+# is not the old entry any more.
 _REVISE = (
-    _LUA_EPOCH
+    _LUA_EVENT
+    + _LUA_EPOCH
     + """
 local found = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[1])
 if #found ~= 1 or found[1] ~= ARGV[2] then return {0} end
@@ -455,7 +488,8 @@ local epoch = epoch_of(KEYS[3], seq)
 local entry = '{"seq":' .. seq .. ',"epoch":"' .. epoch .. '"' .. ARGV[4]
 redis.call('ZADD', KEYS[1], seq, entry)
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[5]) + 1))
-for i = 7, #ARGV, 3 do redis.call(ARGV[6], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+for i = 7, #ARGV - 1, 3 do redis.call(ARGV[6], ARGV[i], ARGV[i + 1] .. entry .. ARGV[i + 2]) end
+add_event(KEYS[#KEYS], ARGV[#ARGV], {seq = seq, epoch = epoch})
 return {seq, epoch}
 """
 )
@@ -600,6 +634,8 @@ class RedisStore:
         self._append = register(_APPEND)
         self._set_role = register(_SET_ROLE)
         self._impose = register(_IMPOSE)
+        self._hset_with_event = register(_HSET_WITH_EVENT)
+        self._hdel_with_event = register(_HDEL_WITH_EVENT)
         self._send_check = register(_SEND_CHECK)
         self._remove_user_from_room = register(_REMOVE_USER_FROM_ROOM)
         self._revise = register(_REVISE)
@@ -778,14 +814,16 @@ class RedisStore:
         return room if sids is not None else None
 
     @_unavailable_as_store_error
-    async def set_role(self, room_id: str, member: Member, role: str | None) -> bool:
+    async def set_role(
+        self, room_id: str, member: Member, role: str | None, *, event: Event | None = None
+    ) -> bool:
         if role is not None and role not in ROLES:
             raise ValueError(f"unknown role {role!r}")
         k = self._keys
-        done = await self._set_role(
-            keys=[k.room_info(room_id), k.room_owners(room_id), k.room_moderators(room_id)],
-            args=[member.id, member.name, role or ""],
+        keys, encoded = self._event(
+            [k.room_info(room_id), k.room_owners(room_id), k.room_moderators(room_id)], event
         )
+        done = await self._set_role(keys=keys, args=[member.id, member.name, role or "", encoded])
         return bool(done)
 
     @_unavailable_as_store_error
@@ -823,19 +861,24 @@ class RedisStore:
         return self._keys.room_bans(scope) if kind == "ban" else self._keys.room_mutes(scope)
 
     @_unavailable_as_store_error
-    async def impose(self, kind: str, scope: str | None, sanction: Sanction) -> None:
+    async def impose(
+        self, kind: str, scope: str | None, sanction: Sanction, *, event: Event | None = None
+    ) -> None:
         key = self._sanctions_key(kind, scope)
         text = _sanction_json(sanction)
         if scope is None:
-            await self._redis.hset(key, sanction.user.id, text)
+            keys, encoded = self._event([key], event)
+            await self._hset_with_event(keys=keys, args=[sanction.user.id, text, encoded])
         else:  # only while the room exists: a removed room leaves no bans behind
-            await self._impose(
-                keys=[self._keys.room_info(scope), key], args=[sanction.user.id, text]
-            )
+            keys, encoded = self._event([self._keys.room_info(scope), key], event)
+            await self._impose(keys=keys, args=[sanction.user.id, text, encoded])
 
     @_unavailable_as_store_error
-    async def lift(self, kind: str, scope: str | None, user_id: str) -> bool:
-        return bool(await self._redis.hdel(self._sanctions_key(kind, scope), user_id))
+    async def lift(
+        self, kind: str, scope: str | None, user_id: str, *, event: Event | None = None
+    ) -> bool:
+        keys, encoded = self._event([self._sanctions_key(kind, scope)], event)
+        return bool(await self._hdel_with_event(keys=keys, args=[user_id, encoded]))
 
     @_unavailable_as_store_error
     async def sanction(self, kind: str, scope: str | None, user_id: str) -> Sanction | None:
@@ -889,7 +932,14 @@ class RedisStore:
             )
 
     @_unavailable_as_store_error
-    async def join_room(self, room_id: str, sid: str, *, event: Event | None = None) -> bool:
+    async def join_room(
+        self,
+        room_id: str,
+        sid: str,
+        *,
+        event: Event | None = None,
+        backout_event: Event | None = None,
+    ) -> bool:
         k = self._keys
         session_keys = [k.session_info(sid), k.session_rooms(sid)]
         member = await self._join_session(keys=session_keys, args=[room_id])
@@ -907,7 +957,10 @@ class RedisStore:
         # either happened, back out. (One beginning after this check undoes our presence
         # itself: a drop reads the room from the set, a leave re-checks the presence.)
         if not await self._still_joining(keys=session_keys, args=[room_id]):
-            await self._leave_room(keys=presence, args=[sid])
+            # The join event is in the stream already when the user entered the room:
+            # its leave goes with the backing out, so the stream shows both or neither.
+            keys, encoded = self._event(presence, backout_event if joined == 1 else None)
+            await self._leave_room(keys=keys, args=[sid, encoded])
             return False
         return joined == 1
 
@@ -961,17 +1014,19 @@ class RedisStore:
         return [Member(id=uid, name=users[uid]) for uid in sorted(users)]
 
     @_unavailable_as_store_error
-    async def remove_from_room(self, room_id: str, user_id: str) -> list[str]:
+    async def remove_from_room(
+        self, room_id: str, user_id: str, *, event: Event | None = None
+    ) -> list[str]:
         # The room's presence first, then each session's room set (the set stays a
         # superset of the presence that lists the session); a crash in between leaves a
         # stale room id in a session set, which leaving or dropping clears.
         k = self._keys
+        keys, encoded = self._event(
+            [k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)], event
+        )
         sids = sorted(
             _text(sid)
-            for sid in await self._remove_user_from_room(
-                keys=[k.room_sessions(room_id), k.room_counts(room_id), k.room_users(room_id)],
-                args=[user_id],
-            )
+            for sid in await self._remove_user_from_room(keys=keys, args=[user_id, encoded])
         )
         for sid in sids:
             await self._redis.srem(k.session_rooms(sid), room_id)
@@ -1171,6 +1226,8 @@ class RedisStore:
         new_entry: str,
         entry_tail: str,
         fanouts: Sequence[Fanout] = (),
+        *,
+        event: Event | None = None,
     ) -> int | None:
         if not entry_tail.startswith((",", "}")):
             raise ValueError(f"entry_tail must start with ',' or '}}': {entry_tail[:20]!r}")
@@ -1180,9 +1237,8 @@ class RedisStore:
         args: list[str | int] = [
             seq, old_entry, new_entry, entry_tail, self._history_size, self._publish_command
         ]  # fmt: skip
-        reply = await self._revise(
-            keys=[log_key, k.log_seq(log), k.log_epoch(log)], args=[*args, *inside]
-        )
+        keys, encoded = self._event([log_key, k.log_seq(log), k.log_epoch(log)], event)
+        reply = await self._revise(keys=keys, args=[*args, *inside, encoded])
         appended = int(reply[0])
         if not appended:
             return None
@@ -1192,9 +1248,12 @@ class RedisStore:
 
     @_unavailable_as_store_error
     async def add_event(self, event: Event) -> None:
-        if self._events_maxlen <= 0:
-            return
-        await self._redis.xadd(
+        if self._events_maxlen > 0:
+            await self._xadd(self._redis, event)
+
+    def _xadd(self, client: Any, event: Event) -> Any:
+        """XADD of ``event`` (no holes) on ``client`` (the connection, or a pipeline)."""
+        return client.xadd(
             self._keys.events(),
             {"key": event.key({}), "event": event.text({})},
             maxlen=self._events_maxlen,
@@ -1276,14 +1335,19 @@ class RedisStore:
         return [_text(ref) for ref in refs]
 
     @_unavailable_as_store_error
-    async def set_status(self, user_id: str, status: str) -> None:
-        # Two keys (a user's own, and the one set): not atomic, but a retry repairs it.
-        pipe = self._redis.pipeline(transaction=False)
+    async def set_status(self, user_id: str, status: str, *, event: Event | None = None) -> None:
+        # Two keys (a user's own, and the one set) in two slots: not atomic, but a retry
+        # repairs it. With an event (a single Redis: no stream on a cluster) the three
+        # commands are one MULTI, so the status is never stored without its event.
+        streamed = event if self._events_maxlen > 0 else None
+        pipe = self._redis.pipeline(transaction=streamed is not None)
         pipe.hset(self._keys.user_info(user_id), "status", status)
         if status == "invisible":
             pipe.sadd(self._keys.invisible_users(), user_id)
         else:
             pipe.srem(self._keys.invisible_users(), user_id)
+        if streamed is not None:
+            self._xadd(pipe, streamed)
         await pipe.execute()
 
     @_unavailable_as_store_error

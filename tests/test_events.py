@@ -13,11 +13,15 @@ import re
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import redis.asyncio
 
+from storage.base import DropEvents, Event, Member
 from storage.keys import KeySchema
+from storage.redis_store import RedisStore
 from tests.node_fixtures import TIMEOUT, NodeFactory, RunningNode
+from tests.test_api import KEY, Api
 
 pytest_plugins = ["tests.node_fixtures"]
 
@@ -148,6 +152,141 @@ async def test_every_event_type_has_its_shape(node_factory: NodeFactory, tmp_pat
     assert gone["verb"] == "remove" and gone["target"]["displayName"] == "hall"
 
 
+def ok(reply: dict[str, Any]) -> Any:
+    assert reply["status_code"] == 200, reply
+    return reply.get("data")
+
+
+# Not on a Redis Cluster yet: the stream is one key (README, "Event stream out").
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_edits_roles_moderation_and_status_have_their_events(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    node = await start(node_factory, tmp_path)
+    alice = await node.client(user="alice", name="Alice")
+    bob = await node.client(user="bob", name="Bob")
+    room_id = await alice.create("lobby")
+    await alice.join(room_id)
+    await bob.join(room_id)
+    first = ok(await bob.say(room_id, "tpyo"))
+    second = ok(await bob.say(room_id, "oops"))
+    room = {"id": room_id}
+    edited = ok(
+        await bob.call(
+            "edit_message",
+            {"target": room, "object": {"id": first["id"], "content": "typo"}},
+        )
+    )
+    deleted = ok(
+        await alice.call("delete_message", {"target": room, "object": {"id": second["id"]}})
+    )
+    ok(
+        await alice.call(
+            "set_role", {"target": room, "object": {"id": "bob", "content": "moderator"}}
+        )
+    )
+    ok(await alice.call("set_role", {"target": room, "object": {"id": "bob", "content": "none"}}))
+    ok(
+        await alice.call(
+            "mute", {"target": room, "object": {"id": "bob", "content": "calm", "duration": "1h"}}
+        )
+    )
+    ok(await alice.call("unmute", {"target": room, "object": {"id": "bob"}}))
+    ok(await alice.call("kick", {"target": room, "object": {"id": "bob", "content": "out"}}))
+    await bob.wait_for("gn_kicked")
+    ok(await alice.call("ban", {"target": room, "object": {"id": "bob", "duration": None}}))
+    ok(await alice.call("unban", {"target": room, "object": {"id": "bob"}}))
+    # Refused and repeated changes make no event: a second unban is 400, the same status
+    # again changes nothing.
+    assert (await alice.call("unban", {"target": room, "object": {"id": "bob"}}))[
+        "status_code"
+    ] == 400
+    ok(await bob.call("status", {"verb": "away"}))
+    ok(await bob.call("status", {"verb": "away"}))
+
+    events = await read_events(tmp_path / "events.jsonl", 18)
+    for event in events:
+        check_common(event, "n1")
+    kinds = [e["type"] for e in events][5:]  # after 2 logins, created, 2 joins
+    assert kinds == [
+        "message",
+        "message",
+        "message_edited",
+        "message_deleted",
+        "role_set",
+        "role_set",
+        "mute",
+        "unmute",
+        "kick",
+        "ban",
+        "unban",
+        "status_changed",
+    ], kinds
+
+    log = f"room:{room_id}"
+    edit = of_type(events, "message_edited")[0]
+    assert edit["verb"] == "edit" and edit["log"] == log
+    assert edit["seq"] == edited["seq"] == 3 and edit["epoch"] == first["epoch"]
+    assert edit["actor"] == {"id": "bob", "summary": "Bob"}
+    assert edit["target"] == {"id": room_id, "objectType": "room"}
+    assert edit["object"] == {
+        "objectType": "message", "id": first["id"], "seq": 1, "content": "typo"
+    }  # fmt: skip
+    delete = of_type(events, "message_deleted")[0]
+    assert delete["verb"] == "delete" and delete["seq"] == deleted["seq"] == 4
+    assert delete["actor"]["id"] == "alice"
+    assert delete["object"] == {"objectType": "message", "id": second["id"], "seq": 2}
+
+    made, unmade = of_type(events, "role_set")
+    assert made["verb"] == "set_role" and made["actor"]["id"] == "alice"
+    assert made["target"] == {"id": room_id, "objectType": "room"}
+    assert made["object"] == {
+        "id": "bob", "summary": "Bob", "objectType": "user", "content": "moderator"
+    }  # fmt: skip
+    assert unmade["object"]["content"] == "none"
+
+    mute = of_type(events, "mute")[0]
+    assert mute["verb"] == "mute" and mute["actor"] == {"id": "alice"}
+    assert mute["target"] == {"id": room_id, "objectType": "room"}
+    assert mute["object"]["id"] == "bob" and mute["object"]["content"] == "calm"
+    assert RFC3339_MS.match(mute["object"]["expires"])
+    unmute = of_type(events, "unmute")[0]
+    assert unmute["verb"] == "unmute" and unmute["object"]["id"] == "bob"
+
+    kick = of_type(events, "kick")[0]
+    assert kick["verb"] == "kick" and kick["actor"] == {"id": "alice", "summary": "Alice"}
+    assert kick["object"] == {"id": "bob", "summary": "Bob", "objectType": "user", "content": "out"}
+    ban = of_type(events, "ban")[0]
+    assert ban["verb"] == "ban" and ban["object"]["expires"] is None
+    assert ban["target"] == {"id": room_id, "objectType": "room"}
+    assert of_type(events, "unban")[0]["verb"] == "unban"
+
+    status = of_type(events, "status_changed")[0]
+    assert status["verb"] == "status" and status["actor"] == {"id": "bob", "summary": "Bob"}
+    assert status["object"] == {"objectType": "status", "content": "away"}
+    # Routing keys name what each event is about.
+    assert len({e["id"] for e in events}) == len(events)
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_a_global_ban_and_the_api_make_events(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    node = await start(node_factory, tmp_path, api_keys=(KEY,))
+    carol = await node.client(user="carol", name="Carol")
+    async with aiohttp.ClientSession() as http:
+        api = Api(node, http)
+        await api.call("PUT", "/bans/carol", {"reason": "spam"}, expect=200)
+        await carol.wait_for("gn_banned")
+        await api.call("DELETE", "/bans/carol", expect=200)
+    events = await read_events(tmp_path / "events.jsonl", 4)
+    ban, unban = of_type(events, "ban"), of_type(events, "unban")
+    assert len(ban) == len(unban) == 1
+    assert ban[0]["target"] == {"objectType": "global"} and "actor" not in ban[0]
+    assert ban[0]["object"]["content"] == "spam"
+    assert unban[0]["object"] == {"id": "carol", "summary": "Carol", "objectType": "user"}
+
+
 # Not on a Redis Cluster yet: the stream is one key (README, "Event stream out").
 @pytest.mark.parametrize("backend", ["memory", "redis"])
 async def test_a_dropped_session_leaves_each_room_then_goes_offline(
@@ -230,3 +369,78 @@ async def test_one_log_in_order_across_two_nodes(
     # The stream's seq is the message's seq, whichever node stored it.
     assert {e["object"]["id"]: e["seq"] for e in messages} == {m["id"]: m["seq"] for m in sent}
     assert {e["node"] for e in messages} == {"n1", "n2"}
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_members_an_access_rule_change_removes_leave_in_the_stream(
+    node_factory: NodeFactory, tmp_path: Path
+) -> None:
+    node = await start(node_factory, tmp_path)
+    alice = await node.client(user="alice", name="Alice")
+    bob = await node.client(user="bob", name="Bob")  # no city: the new rule refuses him
+    room_id = await alice.create("lobby")
+    await alice.join(room_id)
+    await bob.join(room_id)
+    acl = {"objectType": "acl", "attachments": [{"objectType": "city", "content": "Oslo"}]}
+    ok(await alice.call("set_acl", {"target": {"id": room_id}, "object": acl}))
+    await bob.wait_for("gn_kicked")
+    events = await read_events(tmp_path / "events.jsonl", 7)
+    assert [e["type"] for e in events][-2:] == ["acl_changed", "leave"]
+    assert events[-1]["actor"] == {"id": "bob", "summary": "Bob"}
+    assert events[-1]["target"] == {"id": room_id, "objectType": "room"}
+
+
+def _fixed(kind: str, room_id: str) -> Event:
+    return Event(f"dino.{kind}.room.{room_id}", (json.dumps({"type": kind, "room": room_id}),))
+
+
+async def _stream_kinds(client: redis.asyncio.Redis, keys: KeySchema) -> list[str]:
+    return [json.loads(fields["event"])["type"] for _, fields in await client.xrange(keys.events())]
+
+
+async def test_a_join_backed_out_by_a_racing_drop_adds_its_leave(
+    key_prefix: str, redis_client: redis.asyncio.Redis
+) -> None:
+    """The Redis join takes several steps (a session's keys and a room's keys may be in
+    different slots): when a drop begins between them, the join is backed out. Its join
+    event is in the stream by then, so the backing out adds the matching leave."""
+    keys = KeySchema(key_prefix)
+    store = RedisStore(redis_client, keys, 10, events_maxlen=1000)
+    await store.create_room("r1", "lobby", [Member("alice", "Alice")])
+    await store.register_session("s1", Member("bob", "Bob"), "n1")
+    join_room_script = store._join_room  # the step that writes presence and the event
+
+    async def then_a_drop_begins(**kwargs: Any) -> Any:
+        result = await join_room_script(**kwargs)
+        await redis_client.hset(keys.session_info("s1"), "dropping", "1")
+        return result
+
+    store._join_room = then_a_drop_begins  # type: ignore[assignment]
+    joined = await store.join_room(
+        "r1", "s1", event=_fixed("join", "r1"), backout_event=_fixed("leave", "r1")
+    )
+    assert joined is False
+    assert await store.room_members("r1") == []
+    assert await _stream_kinds(redis_client, keys) == ["join", "leave"]
+
+
+async def test_racing_joins_and_drops_pair_every_join_event_with_a_leave(
+    key_prefix: str, redis_client: redis.asyncio.Redis
+) -> None:
+    keys = KeySchema(key_prefix)
+    store = RedisStore(redis_client, keys, 10, events_maxlen=10_000)
+    await store.create_room("r1", "lobby", [Member("alice", "Alice")])
+    drop = DropEvents(
+        leave=Event("dino.leave.room.", ('{"type":"leave","room":', "}"), ("room_id",), "room_id"),
+        offline=Event("dino.offline.user.", ('{"type":"offline"}',), (), "user_id"),
+    )
+    for i in range(30):
+        sid = f"s{i}"
+        await store.register_session(sid, Member(f"u{i}", "U"), "n1")
+        join = store.join_room(
+            "r1", sid, event=_fixed("join", "r1"), backout_event=_fixed("leave", "r1")
+        )
+        await asyncio.gather(join, store.drop_session(sid, events=drop))
+    assert await store.room_members("r1") == []
+    kinds = await _stream_kinds(redis_client, keys)
+    assert kinds.count("join") == kinds.count("leave")
