@@ -21,6 +21,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from storage.base import StoreUnavailable
 from storage.keys import KeySchema
 
+from .cancel import raise_if_cancelled
 from .gaps import ReadMissed, SequenceGuard
 from .outage import OutageLog
 
@@ -139,6 +140,7 @@ class RedisBroker:
     async def _read_forever(self) -> None:
         backoff = 0.05
         while True:
+            raise_if_cancelled()
             await self._subscribed.wait()
             try:
                 message = await self._pubsub.get_message(timeout=1.0)

@@ -16,6 +16,7 @@ import time
 from core import sessions
 from storage.base import StoreUnavailable
 
+from .cancel import raise_if_cancelled
 from .metrics import snapshot
 from .node import Node
 from .wire import Json
@@ -68,6 +69,7 @@ class Cluster:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.node.settings.heartbeat_interval)
+            raise_if_cancelled()  # no lease renewed after stop()
             try:
                 await self._tick()
             except StoreUnavailable as exc:

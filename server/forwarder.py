@@ -7,8 +7,9 @@ to take over when it dies. The holder reads a batch after its cursor, hands it t
 and commits the cursor only once the sink has confirmed the whole batch (RabbitMQ:
 publisher confirms; a file: written and flushed), in one step fenced by the lease. A crash
 or a lost lease between the sink's confirm and the commit sends that batch again: events
-are delivered at least once, and a duplicate carries the same event ``id``. The stream is
-one sequence, so each log's events leave in ``seq`` order.
+are delivered at least once, and a duplicate carries the same event ``id``. A log's events
+are all in one stream (on a Redis Cluster there is one per hash slot, each with its own
+cursor), read in order, so each log's events leave in ``seq`` order.
 
 While the sink is down, events wait in the stream (bounded by ``--events-maxlen``); a
 backlog nearing that bound is logged loudly, and events trimmed before they were forwarded
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import time
 from collections.abc import Sequence
@@ -28,12 +30,23 @@ from typing import Protocol
 from storage.base import StoreUnavailable
 from storage.event_log import Batch, Cursor, EventLog, StreamEntry
 
+from .cancel import raise_if_cancelled
+
 log = logging.getLogger("dino.events")
 
 BATCH = 500
 IDLE_POLL = 0.05  # seconds between reads of an empty stream (holder only)
 SINK_RETRY = (0.25, 5.0)  # backoff while a sink is down: first, cap
 WARN_EVERY = 30.0  # seconds between two warnings of a growing backlog
+STREAMS_EVERY = 1.0  # seconds between two listings of the streams (a cluster adds some)
+
+
+class _Step(enum.Enum):
+    """What forwarding one batch of a stream came to."""
+
+    IDLE = "nothing to forward"
+    MOVED = "forwarded, or skipped trimmed events, or paused for the sink"
+    LOST = "the lease is lost: stop forwarding"
 
 
 class SinkUnavailable(Exception):
@@ -82,6 +95,7 @@ class Forwarder:
         self._warned_at = 0.0
         self._retry = SINK_RETRY[0]  # the next pause while the sink is down
         self._store_down = False
+        self._renew_at = 0.0  # when the lease must be renewed, while forwarding
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -103,6 +117,7 @@ class Forwarder:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelled()
             try:
                 held = await self.events.hold(self.sink.name, self.holder, self.lease_ms)
                 if self._store_down:
@@ -134,52 +149,82 @@ class Forwarder:
         if not self.stats.active:
             log.info("forwarding the event stream to %s from this node", name)
             self.stats.active = True
-        cursor = await self.events.cursor(name)
-        renew_at = time.monotonic() + self.lease_ms / 3000
-        while time.monotonic() < renew_at:
-            batch = await self.events.read(cursor, self.batch)
-            self._watch(batch, cursor)
-            if batch.skipped and cursor is not None:
-                # Past the trimmed events (counted once): a retry of this batch, or the
-                # next read, measures any further trimming from here.
-                cursor = Cursor(cursor.id, cursor.position + batch.skipped)
-            if not batch.entries and not batch.skipped:
+        self._renew_at = time.monotonic() + self.lease_ms / 3000
+        streams = await self.events.streams()
+        listed_at = time.monotonic()
+        cursors: dict[str, Cursor | None] = {}
+        backlogs: dict[str, int] = {}
+        while time.monotonic() < self._renew_at:
+            raise_if_cancelled()
+            if time.monotonic() - listed_at > STREAMS_EVERY:
+                streams = await self.events.streams()
+                listed_at = time.monotonic()
+            moved = False
+            for stream in streams:
+                if stream not in cursors:
+                    cursors[stream] = await self.events.cursor(name, stream)
+                step = await self._forward_batch(stream, cursors, backlogs)
+                if step is _Step.LOST:
+                    self.stats.active = False
+                    return
+                moved = moved or step is _Step.MOVED
+            self.stats.backlog = sum(backlogs.values())
+            self._warn_of_backlog(max(backlogs.values(), default=0))
+            if not moved:
                 await asyncio.sleep(IDLE_POLL)
-                continue
-            if batch.entries:
-                try:
-                    await self.sink.publish(batch.entries)
-                except SinkUnavailable as exc:
-                    if not self.stats.sink_down:
-                        log.error("%s; events wait in the stream", exc)
-                        self.stats.sink_down = True
-                    # The pause may outlast this lease period: renew in between.
-                    pause_until = time.monotonic() + self._retry
-                    self._retry = min(self._retry * 2, SINK_RETRY[1])
-                    while time.monotonic() < pause_until:
-                        await asyncio.sleep(min(pause_until, renew_at) - time.monotonic())
-                        if time.monotonic() >= renew_at:
-                            if not await self.events.hold(name, self.holder, self.lease_ms):
-                                self.stats.active = False
-                                return
-                            renew_at = time.monotonic() + self.lease_ms / 3000
-                    continue
-                if self.stats.sink_down:
-                    log.warning("%s is back; forwarding the waiting events", name)
-                    self.stats.sink_down = False
-                self._retry = SINK_RETRY[0]
-            last = batch.entries[-1] if batch.entries else None
-            after = Cursor(last.id, last.position) if last is not None else cursor
-            assert after is not None
-            if not await self.events.commit(name, self.holder, after):
-                log.warning("lost the lease of the %s forwarder; another node forwards", name)
-                self.stats.active = False
-                return
-            self.stats.forwarded += len(batch.entries)
-            cursor = after
 
-    def _watch(self, batch: Batch, cursor: Cursor | None) -> None:
-        """Count and shout about events lost to trimming, and warn before it happens."""
+    async def _forward_batch(
+        self, stream: str, cursors: dict[str, Cursor | None], backlogs: dict[str, int]
+    ) -> _Step:
+        """One batch of ``stream`` to the sink, then its cursor committed."""
+        name = self.sink.name
+        cursor = cursors[stream]
+        batch = await self.events.read(stream, cursor, self.batch)
+        self._count_trimmed(batch)
+        backlogs[stream] = max(0, batch.newest - (cursor.position if cursor is not None else 0))
+        if batch.skipped and cursor is not None:
+            # Past the trimmed events (counted once): a retry of this batch, or the next
+            # read, measures any further trimming from here.
+            cursor = cursors[stream] = Cursor(cursor.id, cursor.position + batch.skipped)
+        if not batch.entries and not batch.skipped:
+            return _Step.IDLE
+        if batch.entries:
+            try:
+                await self.sink.publish(batch.entries)
+            except SinkUnavailable as exc:
+                if not self.stats.sink_down:
+                    log.error("%s; events wait in the stream", exc)
+                    self.stats.sink_down = True
+                return _Step.MOVED if await self._pause() else _Step.LOST
+            if self.stats.sink_down:
+                log.warning("%s is back; forwarding the waiting events", name)
+                self.stats.sink_down = False
+            self._retry = SINK_RETRY[0]
+        last = batch.entries[-1] if batch.entries else None
+        after = Cursor(last.id, last.position) if last is not None else cursor
+        assert after is not None
+        if not await self.events.commit(name, self.holder, stream, after):
+            log.warning("lost the lease of the %s forwarder; another node forwards", name)
+            return _Step.LOST
+        self.stats.forwarded += len(batch.entries)
+        cursors[stream] = after
+        return _Step.MOVED
+
+    async def _pause(self) -> bool:
+        """Wait before offering the sink a batch again, renewing the lease meanwhile (the
+        pause may outlast a lease period); False if the lease was lost."""
+        pause_until = time.monotonic() + self._retry
+        self._retry = min(self._retry * 2, SINK_RETRY[1])
+        while time.monotonic() < pause_until:
+            await asyncio.sleep(max(0.0, min(pause_until, self._renew_at) - time.monotonic()))
+            if time.monotonic() >= self._renew_at:
+                if not await self.events.hold(self.sink.name, self.holder, self.lease_ms):
+                    return False
+                self._renew_at = time.monotonic() + self.lease_ms / 3000
+        return True
+
+    def _count_trimmed(self, batch: Batch) -> None:
+        """Count and shout about events lost to trimming."""
         if batch.skipped:
             self.stats.trimmed_before_forwarding += batch.skipped
             log.error(
@@ -189,10 +234,12 @@ class Forwarder:
                 self.sink.name,
                 self.maxlen,
             )
-        done = cursor.position if cursor is not None else 0
-        self.stats.backlog = max(0, batch.newest - done)
+
+    def _warn_of_backlog(self, deepest: int) -> None:
+        """Warn before trimming loses events (each stream keeps ``maxlen``): ``deepest``
+        is the largest backlog of one stream."""
         now = time.monotonic()
-        if self.stats.backlog > 0.8 * self.maxlen and now - self._warned_at > WARN_EVERY:
+        if deepest > 0.8 * self.maxlen and now - self._warned_at > WARN_EVERY:
             self._warned_at = now
             log.error(
                 "%d events wait for %s, near --events-maxlen %d: older ones will be trimmed "

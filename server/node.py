@@ -161,13 +161,10 @@ async def create_node(settings: Settings, node_id: str) -> Node:
             # Unreachable: the node starts anyway and serves 500s until the cluster is up.
             with contextlib.suppress(*CLUSTER_START_ERRORS):
                 await client.initialize()
-        # The event stream is one key, so on a Redis Cluster the scripts of other slots
-        # cannot write it: events are off there for now (README, "Event stream out").
-        maxlen = settings.events_maxlen if settings.backend == "redis" else 0
         redis_store = store = RedisStore(
-            client, keys, settings.history_size, events_maxlen=maxlen
+            client, keys, settings.history_size, events_maxlen=settings.events_maxlen
         )
-        if maxlen > 0 and not isinstance(client, RedisCluster):
+        if settings.events_maxlen > 0:
             events = RedisEventLog(client, keys)
 
         async def read_missed(log_name: str, since: int) -> list[str]:

@@ -34,6 +34,7 @@ from storage.base import StoreUnavailable
 from storage.keys import KeySchema
 
 from .broker import Deliver, connect_once
+from .cancel import raise_if_cancelled
 from .gaps import ReadMissed, SequenceGuard
 from .outage import OutageLog
 
@@ -87,6 +88,7 @@ class _Shard:
     async def _read_forever(self) -> None:
         await self._subscribed.wait()
         while True:
+            raise_if_cancelled()
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
             except _SHARD_ERRORS as exc:

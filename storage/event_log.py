@@ -6,7 +6,9 @@ stream order, remember how far a sink has confirmed them, and notice events that
 trimmed (the stream keeps the newest ``events_maxlen``) before they were forwarded.
 
 ``MemoryEventLog`` is the in-memory store's stream; ``RedisEventLog`` (in
-``storage/redis_events.py``) reads the Redis stream ``<prefix>events``.
+``storage/redis_events.py``) reads the Redis stream ``<prefix>{events}:stream``, or on a
+Redis Cluster the stream of each hash slot. A log's events are all in one stream, in
+``seq`` order; a forwarder keeps a cursor per stream.
 """
 
 from __future__ import annotations
@@ -45,11 +47,16 @@ class Batch:
 
 
 class EventLog(Protocol):
-    """The stream as one forwarder per sink reads it. ``name`` names the sink."""
+    """The streams as one forwarder per sink reads them. ``name`` names the sink,
+    ``stream`` one of ``streams()``."""
 
-    async def read(self, after: Cursor | None, count: int) -> Batch:
-        """Up to ``count`` events after ``after`` (None: from the oldest kept), oldest
-        first."""
+    async def streams(self) -> list[str]:
+        """The streams events are in now (a cluster adds one per slot that has events)."""
+        ...
+
+    async def read(self, stream: str, after: Cursor | None, count: int) -> Batch:
+        """Up to ``count`` events of ``stream`` after ``after`` (None: from the oldest
+        kept), oldest first."""
         ...
 
     async def hold(self, name: str, holder: str, ttl_ms: int) -> bool:
@@ -61,15 +68,18 @@ class EventLog(Protocol):
         """Give the lease up, if ``holder`` has it."""
         ...
 
-    async def cursor(self, name: str) -> Cursor | None:
-        """The last cursor committed for sink ``name``; None if none was."""
+    async def cursor(self, name: str, stream: str) -> Cursor | None:
+        """The last cursor committed for sink ``name`` in ``stream``; None if none was."""
         ...
 
-    async def commit(self, name: str, holder: str, cursor: Cursor) -> bool:
-        """Store the cursor of sink ``name`` if ``holder`` still holds its lease (atomic
-        check and write, so a forwarder that lost its lease cannot move the cursor of
-        the one that took over); False if it does not."""
+    async def commit(self, name: str, holder: str, stream: str, cursor: Cursor) -> bool:
+        """Store the cursor of sink ``name`` in ``stream`` if ``holder`` still holds its
+        lease (atomic check and write, so a forwarder that lost its lease cannot move the
+        cursor of the one that took over); False if it does not."""
         ...
+
+
+STREAM = "memory"  # the one stream of a MemoryEventLog
 
 
 class MemoryEventLog:
@@ -93,7 +103,10 @@ class MemoryEventLog:
     def entries(self) -> list[StreamEntry]:
         return list(self._entries)
 
-    async def read(self, after: Cursor | None, count: int) -> Batch:
+    async def streams(self) -> list[str]:
+        return [STREAM]
+
+    async def read(self, stream: str, after: Cursor | None, count: int) -> Batch:
         start = 0 if after is None else after.position
         first = self._entries[0].position if self._entries else self._added + 1
         skipped = max(0, first - start - 1) if after is not None else 0
@@ -115,10 +128,10 @@ class MemoryEventLog:
         if current is not None and current[0] == holder:
             del self._leases[name]
 
-    async def cursor(self, name: str) -> Cursor | None:
+    async def cursor(self, name: str, stream: str) -> Cursor | None:
         return self._cursors.get(name)
 
-    async def commit(self, name: str, holder: str, cursor: Cursor) -> bool:
+    async def commit(self, name: str, holder: str, stream: str, cursor: Cursor) -> bool:
         current = self._leases.get(name)
         if current is None or current[0] != holder:
             return False

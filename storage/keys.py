@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import inspect
 
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
 
 class KeySchema:
     """Key and channel names under ``prefix``."""
@@ -42,6 +44,8 @@ class KeySchema:
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"the key prefix must not contain '{{' or '}}': {prefix!r}")
         self.prefix = prefix
+        # events_shard's number for each hash slot; computed on first use (cluster only).
+        self._shard_numbers: tuple[str, ...] | None = None
 
     def _key(self, owner: str, suffix: str) -> str:
         return f"{self.prefix}{{{owner}}}:{suffix}"
@@ -192,13 +196,26 @@ class KeySchema:
         routing key) and ``event`` (its JSON). Capped near ``--events-maxlen``."""
         return self._key("events", "stream")
 
+    def events_shard(self, n: str) -> str:
+        """stream (Redis Cluster): the events of every change to keys of one hash slot,
+        the slot that the tag ``events:<n>`` hashes to (``n``: the smallest number whose
+        tag lands there), so each change's script can add its event in its own slot.
+        Fields and cap as the single Redis stream."""
+        return self._key("events:" + n, "stream")
+
+    def events_stream_for(self, key: str) -> str:
+        """The ``events_shard`` in the hash slot of ``key``."""
+        if self._shard_numbers is None:
+            self._shard_numbers = _shard_numbers()
+        return self.events_shard(self._shard_numbers[key_slot(key.encode())])
+
     def events_lease(self, sink: str) -> str:
         """string with PX ttl: id of the one node forwarding the stream to ``sink``."""
         return self._key("events", "lease:" + sink)
 
     def events_cursor(self, sink: str) -> str:
-        """hash: ``id``, ``position`` of the last event ``sink`` confirmed (forwarding
-        resumes after it)."""
+        """hash: per stream, ``id:<stream>`` and ``position:<stream>`` of the last event
+        ``sink`` confirmed from it (forwarding resumes after it)."""
         return self._key("events", "cursor:" + sink)
 
     # -- pub/sub -----------------------------------------------------------------------
@@ -223,13 +240,28 @@ def hash_tag(key: str) -> str:
     return key
 
 
+# KeySchema's methods that name no key of their own (left out of the README's table).
+NOT_KEYS = ("channel_name", "events_stream_for")
+
+
+def _shard_numbers() -> tuple[str, ...]:
+    """For each hash slot, the smallest ``n`` whose tag ``events:<n>`` hashes to it: a
+    few hundred thousand CRC16s, about 0.1 s once per process."""
+    found: dict[int, str] = {}
+    n = 0
+    while len(found) < REDIS_CLUSTER_HASH_SLOTS:
+        found.setdefault(key_slot(f"events:{n}".encode()), str(n))
+        n += 1
+    return tuple(found[slot] for slot in range(REDIS_CLUSTER_HASH_SLOTS))
+
+
 def key_schema_table(schema: KeySchema | None = None) -> str:
     """The key layout as a markdown table (for the README), built from the docstrings."""
     schema = schema or KeySchema()
     rows = ["| Key | Type | Meaning |", "| --- | --- | --- |"]
     # vars() keeps definition order, which groups the keys as the class does.
     for name, attr in vars(KeySchema).items():
-        if name.startswith("_") or name == "channel_name" or not inspect.isfunction(attr):
+        if name.startswith("_") or name in NOT_KEYS or not inspect.isfunction(attr):
             continue
         method = getattr(schema, name)
         # Placeholders named after the parameters, e.g. {room:<room_id>}:users; the

@@ -1,7 +1,9 @@
-"""``RedisEventLog``: the read side of the Redis stream ``<prefix>events`` for forwarders.
+"""``RedisEventLog``: the read side of the Redis event streams for forwarders.
 
-The stream is written by ``RedisStore``'s scripts (XADD in the same script as each
-change). A forwarder per sink reads it with XRANGE after its own cursor instead of through
+The streams are written by ``RedisStore``'s scripts (XADD in the same script as each
+change): one stream ``<prefix>{events}:stream`` on a single Redis; on a Redis Cluster one
+per hash slot that has seen a change (``KeySchema.events_shard``), found with SCAN on
+every master. A forwarder per sink reads it with XRANGE after its own cursor instead of through
 a consumer group: the cursor is committed only after the sink confirmed, fenced by the
 sink's lease in one script, so a forwarder that lost its lease (paused, cut off) can never
 move the cursor of the one that replaced it. Consumers of your own read the same stream
@@ -16,11 +18,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis.asyncio
+from redis.asyncio.cluster import RedisCluster
 
 from storage.event_log import Batch, Cursor, StreamEntry
 from storage.keys import KeySchema
-from storage.redis_store import _text, _unavailable_as_store_error
+from storage.redis_store import AnyRedis, _text, _unavailable_as_store_error
 
 # KEYS: events.  ARGV: after id ('' = from the oldest), count
 # Returns {entries-added, length, id of the first kept entry or '', entries}: one snapshot.
@@ -52,10 +54,10 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 0
 """
 
-# KEYS: lease, cursor.  ARGV: holder, id, position.  1 if written.
+# KEYS: lease, cursor.  ARGV: holder, stream, id, position.  1 if written.
 _COMMIT = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[2], 'id', ARGV[2], 'position', ARGV[3])
+redis.call('HSET', KEYS[2], 'id:' .. ARGV[2], ARGV[3], 'position:' .. ARGV[2], ARGV[4])
 return 1
 """
 
@@ -68,19 +70,26 @@ def _fields(raw: Any) -> dict[str, str]:
 class RedisEventLog:
     """An ``EventLog`` on the stream that ``RedisStore`` writes (same client and keys)."""
 
-    def __init__(self, client: redis.asyncio.Redis, keys: KeySchema) -> None:
+    def __init__(self, client: AnyRedis, keys: KeySchema) -> None:
         self._redis = client
         self._keys = keys
+        self._cluster = isinstance(client, RedisCluster)
         self._read = client.register_script(_READ)
         self._hold = client.register_script(_HOLD)
         self._release = client.register_script(_RELEASE)
         self._commit = client.register_script(_COMMIT)
 
     @_unavailable_as_store_error
-    async def read(self, after: Cursor | None, count: int) -> Batch:
-        reply = await self._read(
-            keys=[self._keys.events()], args=["" if after is None else after.id, count]
-        )
+    async def streams(self) -> list[str]:
+        if not self._cluster:
+            return [self._keys.events()]
+        pattern = self._keys.events_shard("*")
+        found = {_text(key) async for key in self._redis.scan_iter(match=pattern, _type="stream")}
+        return sorted(found)
+
+    @_unavailable_as_store_error
+    async def read(self, stream: str, after: Cursor | None, count: int) -> Batch:
+        reply = await self._read(keys=[stream], args=["" if after is None else after.id, count])
         added, length, first = int(reply[0]), int(reply[1]), _text(reply[2])
         raw_entries = reply[3]
         first_position = added - length + 1
@@ -116,17 +125,18 @@ class RedisEventLog:
         await self._release(keys=[self._keys.events_lease(name)], args=[holder])
 
     @_unavailable_as_store_error
-    async def cursor(self, name: str) -> Cursor | None:
-        stored = await self._redis.hgetall(self._keys.events_cursor(name))
-        if not stored:
+    async def cursor(self, name: str, stream: str) -> Cursor | None:
+        found = await self._redis.hmget(
+            self._keys.events_cursor(name), ["id:" + stream, "position:" + stream]
+        )
+        if found[0] is None or found[1] is None:
             return None
-        fields = {_text(k): _text(v) for k, v in stored.items()}
-        return Cursor(fields["id"], int(fields["position"]))
+        return Cursor(_text(found[0]), int(found[1]))
 
     @_unavailable_as_store_error
-    async def commit(self, name: str, holder: str, cursor: Cursor) -> bool:
+    async def commit(self, name: str, holder: str, stream: str, cursor: Cursor) -> bool:
         written = await self._commit(
             keys=[self._keys.events_lease(name), self._keys.events_cursor(name)],
-            args=[holder, cursor.id, cursor.position],
+            args=[holder, stream, cursor.id, cursor.position],
         )
         return bool(written)

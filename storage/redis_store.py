@@ -602,9 +602,10 @@ class RedisStore:
         self._keys = keys
         self._history_size = history_size
         self._cluster = isinstance(client, RedisCluster)
-        # The event stream keeps about this many events; 0: no events are added. It is
-        # one key, which scripts of other slots cannot write: off on a Redis Cluster.
-        self._events_maxlen = 0 if self._cluster else events_maxlen
+        # The event stream keeps about this many events; 0: no events are added. On a
+        # Redis Cluster each hash slot has its own stream (a script writes only its own
+        # slot's keys), each capped at this.
+        self._events_maxlen = events_maxlen
         self._publish_command = "SPUBLISH" if self._cluster else "PUBLISH"
         # Lua scripts are registered once; the client runs them with EVALSHA and loads
         # them again by itself after a Redis restart (NOSCRIPT).
@@ -650,7 +651,12 @@ class RedisStore:
         when there is an event to add ('' adds none)."""
         if event is None or self._events_maxlen <= 0:
             return keys, ""
-        return [*keys, self._keys.events()], event.encode(self._events_maxlen)
+        return [*keys, self._stream_for(keys[0])], event.encode(self._events_maxlen)
+
+    def _stream_for(self, key: str) -> str:
+        """The event stream a script touching ``key`` writes: the one stream of a single
+        Redis, or the stream of ``key``'s slot on a cluster."""
+        return self._keys.events_stream_for(key) if self._cluster else self._keys.events()
 
     def _filled(self, event: Event | None, values: Mapping[str, str | int]) -> Event | None:
         """``event`` with its holes filled here (for steps whose values this side knows)."""
@@ -1249,16 +1255,12 @@ class RedisStore:
     @_unavailable_as_store_error
     async def add_event(self, event: Event) -> None:
         if self._events_maxlen > 0:
-            await self._xadd(self._redis, event)
-
-    def _xadd(self, client: Any, event: Event) -> Any:
-        """XADD of ``event`` (no holes) on ``client`` (the connection, or a pipeline)."""
-        return client.xadd(
-            self._keys.events(),
-            {"key": event.key({}), "event": event.text({})},
-            maxlen=self._events_maxlen,
-            approximate=True,
-        )
+            await self._redis.xadd(
+                self._stream_for(self._keys.events()),
+                {"key": event.key({}), "event": event.text({})},
+                maxlen=self._events_maxlen,
+                approximate=True,
+            )
 
     async def log_heads(self, logs: Sequence[str]) -> list[LogHead]:
         if not logs:
@@ -1336,19 +1338,14 @@ class RedisStore:
 
     @_unavailable_as_store_error
     async def set_status(self, user_id: str, status: str, *, event: Event | None = None) -> None:
-        # Two keys (a user's own, and the one set) in two slots: not atomic, but a retry
-        # repairs it. With an event (a single Redis: no stream on a cluster) the three
-        # commands are one MULTI, so the status is never stored without its event.
-        streamed = event if self._events_maxlen > 0 else None
-        pipe = self._redis.pipeline(transaction=streamed is not None)
-        pipe.hset(self._keys.user_info(user_id), "status", status)
+        # The status and its event in one script; then the set of invisible users, in
+        # another slot: not atomic with it, but setting the status again repairs it.
+        keys, encoded = self._event([self._keys.user_info(user_id)], event)
+        await self._hset_with_event(keys=keys, args=["status", status, encoded])
         if status == "invisible":
-            pipe.sadd(self._keys.invisible_users(), user_id)
+            await self._redis.sadd(self._keys.invisible_users(), user_id)
         else:
-            pipe.srem(self._keys.invisible_users(), user_id)
-        if streamed is not None:
-            self._xadd(pipe, streamed)
-        await pipe.execute()
+            await self._redis.srem(self._keys.invisible_users(), user_id)
 
     @_unavailable_as_store_error
     async def invisible_among(self, user_ids: Sequence[str]) -> set[str]:

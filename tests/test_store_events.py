@@ -31,7 +31,8 @@ class Harness:
     log: EventLog
 
     async def events(self) -> list[tuple[str, dict[str, Any]]]:
-        batch = await self.log.read(None, 10_000)
+        [stream] = await self.log.streams()
+        batch = await self.log.read(stream, None, 10_000)
         return [(e.routing_key, json.loads(e.event)) for e in batch.entries]
 
 
