@@ -107,6 +107,9 @@ class ChaosClient:
         self.replayed = 0
         self.ready = asyncio.Event()
         self.last_arrival = time.monotonic()
+        self.lost_at: float | None = None  # when the connection last dropped
+        self.connected_at: float | None = None  # when the namespace last connected
+        self.ready_at: float | None = None  # when the last login (with resume) answered 200
         self._sending = 0
         self._login_task: asyncio.Task[None] | None = None
         self.sio = socketio.AsyncClient(
@@ -132,11 +135,13 @@ class ChaosClient:
         )
 
     async def _on_connect(self) -> None:
+        self.connected_at = time.monotonic()
         self.connects += 1
         # Not awaited here: a call from inside the handler would wait for itself.
         self._login_task = asyncio.create_task(self._login())
 
     async def _on_disconnect(self, *_: Any) -> None:
+        self.lost_at = time.monotonic()
         self.ready.clear()
 
     async def _login(self) -> None:
@@ -152,6 +157,8 @@ class ChaosClient:
         except (socketio.exceptions.SocketIOError, TimeoutError):
             return  # disconnected meanwhile: the next connect logs in again
         if reply.get("status_code") == 200:
+            # The replay of what this client missed arrived before this reply.
+            self.ready_at = time.monotonic()
             self.ready.set()
         else:  # storage down for a moment: try again on this connection
             await asyncio.sleep(0.5)

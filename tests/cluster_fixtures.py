@@ -257,7 +257,9 @@ def nginx_main_conf(prefix: Path, include: Path) -> str:
     return (
         f"{user}daemon off;\nworker_processes 1;\npid {prefix / 'nginx.pid'};\n"
         f"error_log {prefix / 'error.log'} notice;\n"
-        "events { worker_connections 1024; }\n"
+        # Two connections per proxied client: room for the drills' thousands of clients.
+        "worker_rlimit_nofile 20000;\n"
+        "events { worker_connections 10000; }\n"
         "http {\n"
         f"    access_log {prefix / 'access.log'};\n{temp}\n"
         f"    include {include};\n"
