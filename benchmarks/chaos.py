@@ -282,6 +282,16 @@ async def read_log(store: RedisStore, log: str) -> tuple[str | None, dict[int, s
     return head.epoch, entries
 
 
+async def settle(clients: list[ChaosClient], timeout: float = 90.0) -> None:
+    """Wait until everyone is logged in again and nothing arrived for 3 s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        quiet = time.monotonic() - max(c.last_arrival for c in clients) > 3
+        if quiet and all(c.ready.is_set() for c in clients):
+            return
+        await asyncio.sleep(0.5)
+
+
 async def verify(cluster: Cluster, clients: list[ChaosClient], counts: Counts) -> None:
     client = aioredis.Redis.from_url(cluster.redis.url, decode_responses=True)
     store = RedisStore(client, KeySchema(cluster.prefix), history_size=1000)
@@ -398,13 +408,7 @@ async def run(options: argparse.Namespace) -> Counts:
         await chaos_task
         stop.set()
         await asyncio.gather(*senders)
-        # Settle: everyone logged in again, and nothing arrived for 3 s (at most 90 s).
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            quiet = time.monotonic() - max(c.last_arrival for c in clients) > 3
-            if quiet and all(c.ready.is_set() for c in clients):
-                break
-            await asyncio.sleep(0.5)
+        await settle(clients)
         await verify(cluster, clients, counts)
     finally:
         await asyncio.gather(*(c.close() for c in clients))

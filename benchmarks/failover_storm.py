@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.chaos import ChaosClient, Counts, create_rooms, verify
+from benchmarks.chaos import ChaosClient, Counts, create_rooms, settle, verify
 from loadtest.procstat import ProcSample, raise_fd_limit
 from tests.cluster_fixtures import SOURCE_ADDRESSES, Cluster, http_get_json
 
@@ -137,13 +137,7 @@ async def run(options: argparse.Namespace) -> Storm:
         await asyncio.sleep(options.after)  # the survivors carry everyone for a while
         stop.set()
         await asyncio.gather(*senders)
-        # Settle: everyone logged in, and nothing arrived for 3 s (at most 90 s).
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            quiet = time.monotonic() - max(c.last_arrival for c in clients) > 3
-            if quiet and all(c.ready.is_set() for c in clients):
-                break
-            await asyncio.sleep(0.5)
+        await settle(clients)
         await verify(cluster, clients, storm.counts)
     finally:
         await asyncio.gather(*(c.close() for c in clients))
