@@ -1,4 +1,4 @@
-"""Start servers under test as child processes: a dino node or the psio baseline.
+"""Start servers under test as child processes: a dino node or a baseline (psio, Node).
 
 Used by benchmarks/run_benchmarks.py and by the load tool's smoke tests. Each
 server gets a free port of 127.0.0.1, a raised open-file limit (10,000 idle
@@ -94,6 +94,27 @@ def start(name: str, argv: list[str], log_dir: Path, port: int) -> Server:
 def start_psio(log_dir: Path, name: str = "psio") -> Server:
     port = free_port()
     argv = [sys.executable, "benchmarks/psio_server.py", "--port", str(port)]
+    return start(name, argv, log_dir, port)
+
+
+NODE_DIR = REPO / "benchmarks" / "node"
+
+
+def start_node(log_dir: Path, name: str = "node") -> Server:
+    """The Node socket.io 4.8 baseline (benchmarks/node/server.js).
+
+    Its dependencies are installed (``npm install``, from package-lock.json) the
+    first time, when benchmarks/node/node_modules is missing.
+    """
+    if not (NODE_DIR / "node_modules").is_dir():
+        subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund"],
+            cwd=NODE_DIR,
+            check=True,
+            stdin=subprocess.DEVNULL,
+        )
+    port = free_port()
+    argv = ["node", "benchmarks/node/server.js", "--port", str(port)]
     return start(name, argv, log_dir, port)
 
 
