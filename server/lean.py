@@ -122,7 +122,9 @@ class LeanSocket(EngineSession):
         """engine.io's service task calls this; our ping loop does the same check."""
         sent = self.ping_sent
         if sent is not None and time.monotonic() - sent > self.server.ping_timeout:
-            await self.close(abort=False, reason=self.server.reason.PING_TIMEOUT)
+            # No CLOSE packet, as Node's server: the official python client takes one for a
+            # deliberate disconnect and never reconnects, though it was only slow.
+            await self.close(abort=True, reason=self.server.reason.PING_TIMEOUT)
             return False
         return not self.closed
 

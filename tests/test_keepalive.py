@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
+import engineio
+import socketio
+
 from tests.raw_client import RawClient, health
 
 pytest_plugins = ["tests.node_fixtures"]
@@ -30,3 +33,38 @@ async def test_a_client_that_stops_answering_pings_is_closed(node_factory) -> No
     assert [u["id"] for u in users["data"]["object"]["attachments"]] == ["alice"]
     assert (await health(node))["sessions"] == 1
     mute.writer.close()
+
+
+async def test_a_client_too_slow_to_answer_pings_reconnects_by_itself(node_factory) -> None:
+    """The ping timeout closes the websocket without engine.io's CLOSE packet, as Node's
+    server does: the official python client takes that packet for a deliberate
+    disconnect and would never reconnect, although it was only slow."""
+    node = await node_factory(ping_interval=0.5, ping_timeout=0.5)
+    client = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
+    connects: list[float] = []
+    client.on("connect", lambda: connects.append(asyncio.get_running_loop().time()), "/chat")
+    await client.connect(
+        f"http://127.0.0.1:{node.port}", transports=["websocket"], namespaces=["/chat"]
+    )
+    try:
+        # Its pongs are lost for a while (a stalled network, a frozen tab).
+        send_packet = client.eio._send_packet
+        stalled = True
+
+        async def send_unless_pong(pkt: engineio.packet.Packet) -> None:
+            if not (stalled and pkt.packet_type == engineio.packet.PONG):
+                await send_packet(pkt)
+
+        client.eio._send_packet = send_unless_pong
+        deadline = asyncio.get_running_loop().time() + 10
+        while client.connected and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert not client.connected, "the node kept a client that answered no ping"
+        stalled = False
+        while len(connects) < 2 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        assert len(connects) == 2, "the client did not reconnect after the ping timeout"
+        reply = await client.call("login", {"actor": {"id": "slow"}}, namespace="/chat")
+        assert reply["status_code"] == 200
+    finally:
+        await client.disconnect()
