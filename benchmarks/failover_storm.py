@@ -52,7 +52,6 @@ class Storm:
     never_back: int = 0
     survivors_cpu: float = 0.0  # CPU seconds of the surviving nodes during the storm
     tool_cpu: float = 0.0  # CPU seconds of this process (all the clients) meanwhile
-    storm_seconds: float = 0.0  # from the kill until the last client was back
 
     @property
     def failed(self) -> bool:
@@ -108,7 +107,6 @@ async def kill_and_wait(
             storm.connected.append(c.connected_at - killed_at)
         else:
             storm.never_back += 1
-    storm.storm_seconds = max(storm.back, default=0.0)
 
 
 async def run(options: argparse.Namespace) -> Storm:
