@@ -19,6 +19,7 @@ no newer live message of the log can reach the client before the replayed ones.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
 from server.gaps import conversation_of, message_seq, packet_of_entry
@@ -42,6 +43,7 @@ log = logging.getLogger("dino.resume")
 
 MAX_LOGS = 500
 PAGE = 500  # entries read per history call while replaying
+LATE_COPY_WINDOW = 10.0  # seconds a replayed direct message's live copy is skipped
 
 _MESSAGE_HEAD, _MESSAGE_TAIL = event_packet_parts(pushes.MESSAGE_EVENT)
 
@@ -137,7 +139,38 @@ async def resume(
         # newer can be delivered to the session.
         for channel in held:
             _write_held(node, session, channel, hub.release(channel, session.sid), replay)
+        conversations = [log_name(member.id, o.ref) for o in outcomes if o.ref.kind == "user"]
+        _skip_late_copies(node, session, conversations, replay)
     return outcomes
+
+
+def _skip_late_copies(
+    node: Node, session: Session, conversations: list[str], replay: _Replay
+) -> None:
+    """On a Redis Cluster a direct message is published just after its append, not in
+    the same step: the replay may have written one whose live copy is still on its way
+    and arrives after the hold. The session's user channel skips such copies for a while
+    (long enough for any publish in flight, short enough that a log started again meanwhile
+    cannot lose a new message to an old seq)."""
+    until = time.monotonic() + LATE_COPY_WINDOW
+    written = [name for name in conversations if name in replay.last]
+    if not written or session.member is None:
+        return
+    replayed = session.replayed
+    replayed.update((name, (replay.last[name], until)) for name in written)
+
+    def replayed_already(payload: str) -> bool:
+        seq = message_seq(payload) if replayed else None
+        name = conversation_of(payload) if seq is not None else None
+        floor = replayed.get(name) if name is not None else None
+        if seq is None or name is None or floor is None:
+            return False
+        if time.monotonic() > floor[1]:
+            del replayed[name]
+            return False
+        return seq <= floor[0]
+
+    node.hub.skip_if(user_channel(session.member.id), session.sid, replayed_already)
 
 
 async def _replay_log(

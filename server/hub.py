@@ -82,6 +82,9 @@ class Session:
     rooms: set[str] = field(default_factory=set)
     may_be_invisible: bool = False  # from login (server/auth.py)
     expiry: asyncio.TimerHandle | None = None  # closes the session when its token expires
+    # Conversation log -> (the newest seq a resume wrote to this session, until when a
+    # late live copy of it is skipped): core/resume.py.
+    replayed: dict[str, tuple[int, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +109,8 @@ class Hub:
         self._subscribing: dict[str, asyncio.Future[None]] = {}  # channel -> in flight
         # channel -> sid -> payloads held back from that listener (``hold``).
         self._held: dict[str, dict[str, list[str]]] = {}
+        # channel -> sid -> which payloads not to write to that listener (``skip_if``).
+        self._skips: dict[str, dict[str, Callable[[str], bool]]] = {}
         self.stats = HubStats()
         # Told how long each fan-out took (server/metrics.py); None: not measured.
         self.observe_fanout: Callable[[float], None] | None = None
@@ -159,6 +164,11 @@ class Hub:
         if listeners is None:
             return False
         listeners.discard(sid)
+        skips = self._skips.get(channel)
+        if skips is not None:
+            skips.pop(sid, None)
+            if not skips:
+                del self._skips[channel]
         if listeners:
             return False
         del self._listeners[channel]
@@ -188,6 +198,11 @@ class Hub:
             del self._held[channel]
         return payloads
 
+    def skip_if(self, channel: str, sid: str, test: Callable[[str], bool]) -> None:
+        """From now on, and while ``sid`` listens to ``channel``, do not write it the
+        payloads ``test`` accepts (a resume's replay wrote them already)."""
+        self._skips.setdefault(channel, {})[sid] = test
+
     def write(self, session: Session, text: str) -> None:
         """Write one socket.io packet text to a session, on the path ``deliver`` uses."""
         link = self.links.get(session.eio_sid)
@@ -215,6 +230,7 @@ class Hub:
         frame: bytes | None = None
         sessions, links = self.sessions, self.links
         held = self._held.get(channel)
+        skips = self._skips.get(channel)
         delivered = 0
         # A copy: a write may drop a slow consumer, which changes the set.
         for sid in tuple(listeners):
@@ -222,6 +238,8 @@ class Hub:
                 continue
             if held is not None and sid in held:
                 held[sid].append(payload)
+                continue
+            if skips is not None and sid in skips and skips[sid](payload):
                 continue
             session = sessions.get(sid)
             if session is None:

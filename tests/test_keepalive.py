@@ -39,7 +39,7 @@ async def test_a_client_too_slow_to_answer_pings_reconnects_by_itself(node_facto
     """The ping timeout closes the websocket without engine.io's CLOSE packet, as Node's
     server does: the official python client takes that packet for a deliberate
     disconnect and would never reconnect, although it was only slow."""
-    node = await node_factory(ping_interval=0.5, ping_timeout=0.5)
+    node = await node_factory(ping_interval=0.5, ping_timeout=1.0)
     client = socketio.AsyncClient(reconnection_delay=0.1, reconnection_delay_max=0.2)
     connects: list[float] = []
     client.on("connect", lambda: connects.append(asyncio.get_running_loop().time()), "/chat")
@@ -63,8 +63,17 @@ async def test_a_client_too_slow_to_answer_pings_reconnects_by_itself(node_facto
         stalled = False
         while len(connects) < 2 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
-        assert len(connects) == 2, "the client did not reconnect after the ping timeout"
-        reply = await client.call("login", {"actor": {"id": "slow"}}, namespace="/chat")
-        assert reply["status_code"] == 200
+        assert len(connects) >= 2, "the client did not reconnect after the ping timeout"
+        # Served again. (On a busy machine this process, which also runs the node, may
+        # miss another pong: the client then reconnects once more, which is the point.)
+        reply: dict[str, object] = {}
+        while not reply and asyncio.get_running_loop().time() < deadline:
+            try:
+                reply = await client.call(
+                    "login", {"actor": {"id": "slow"}}, namespace="/chat", timeout=2
+                )
+            except socketio.exceptions.SocketIOError:
+                await asyncio.sleep(0.1)
+        assert reply.get("status_code") == 200, reply
     finally:
         await client.disconnect()
