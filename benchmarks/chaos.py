@@ -416,12 +416,9 @@ async def run(options: argparse.Namespace) -> Counts:
     return counts
 
 
-def report(counts: Counts, options: argparse.Namespace) -> str:
-    lines = [
-        f"chaos run: {options.clients} clients through nginx onto 3 nodes, {options.rooms} rooms"
-        f" + direct conversations, {options.duration:g} s, a message per client every "
-        f"~{options.interval:g} s; Redis AOF appendfsync always",
-        *(f"  {event}" for event in counts.events),
+def count_lines(counts: Counts) -> list[str]:
+    """What the clients sent and what they received, checked against the logs."""
+    return [
         f"sends acknowledged: {counts.sent} (retries: {counts.retries}); "
         f"acknowledged but not in the log: {counts.acked_missing}",
         f"reconnects: {counts.reconnects}; resume outcomes: "
@@ -431,6 +428,16 @@ def report(counts: Counts, options: argparse.Namespace) -> str:
         f"received: {counts.received}",
         f"lost: {counts.lost}  duplicated: {counts.duplicated}  reordered: {counts.reordered}"
         f"  gaps reported: {counts.gaps} ({counts.in_gaps} messages)  resets: {counts.resets}",
+    ]
+
+
+def report(counts: Counts, options: argparse.Namespace) -> str:
+    lines = [
+        f"chaos run: {options.clients} clients through nginx onto 3 nodes, {options.rooms} rooms"
+        f" + direct conversations, {options.duration:g} s, a message per client every "
+        f"~{options.interval:g} s; Redis AOF appendfsync always",
+        *(f"  {event}" for event in counts.events),
+        *count_lines(counts),
         "RESULT: " + ("FAIL" if counts.failed else "OK"),
     ]
     return "\n".join(lines)

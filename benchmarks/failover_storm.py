@@ -36,7 +36,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.chaos import ChaosClient, Counts, create_rooms, settle, verify
+from benchmarks.chaos import ChaosClient, Counts, count_lines, create_rooms, settle, verify
 from loadtest.procstat import ProcSample, raise_fd_limit
 from tests.cluster_fixtures import SOURCE_ADDRESSES, Cluster, http_get_json
 
@@ -144,8 +144,6 @@ async def run(options: argparse.Namespace) -> Storm:
 
 
 def report(storm: Storm, options: argparse.Namespace) -> str:
-    counts = storm.counts
-
     def spread(values: list[float]) -> str:
         if not values:
             return "-"
@@ -166,15 +164,7 @@ def report(storm: Storm, options: argparse.Namespace) -> str:
             f"survivors' CPU from the kill until everyone was back: "
             f"{storm.survivors_cpu:.2f} s (the ongoing traffic included); the clients' "
             f"process: {storm.tool_cpu:.2f} s",
-            f"sends acknowledged: {counts.sent} (retries: {counts.retries}); "
-            f"acknowledged but not in the log: {counts.acked_missing}",
-            "resume outcomes: "
-            + ", ".join(f"{k} {v}" for k, v in sorted(counts.outcomes.items()))
-            + f"; messages replayed: {counts.replayed}",
-            f"client logs checked: {counts.logs}; messages expected: {counts.expected}, "
-            f"received: {counts.received}",
-            f"lost: {counts.lost}  duplicated: {counts.duplicated}  reordered: {counts.reordered}"
-            f"  gaps reported: {counts.gaps} ({counts.in_gaps} messages)  resets: {counts.resets}",
+            *count_lines(storm.counts),
             "RESULT: " + ("FAIL" if storm.failed else "OK"),
         ]
     )
