@@ -140,37 +140,37 @@ async def resume(
         for channel in held:
             _write_held(node, session, channel, hub.release(channel, session.sid), replay)
         conversations = [log_name(member.id, o.ref) for o in outcomes if o.ref.kind == "user"]
-        _skip_late_copies(node, session, conversations, replay)
+        _skip_late_copies(node, session, mine, conversations, replay)
     return outcomes
 
 
 def _skip_late_copies(
-    node: Node, session: Session, conversations: list[str], replay: _Replay
+    node: Node, session: Session, mine: str, conversations: list[str], replay: _Replay
 ) -> None:
     """On a Redis Cluster a direct message is published just after its append, not in
     the same step: the replay may have written one whose live copy is still on its way
-    and arrives after the hold. The session's user channel skips such copies for a while
-    (long enough for any publish in flight, short enough that a log started again meanwhile
-    cannot lose a new message to an old seq)."""
-    until = time.monotonic() + LATE_COPY_WINDOW
-    written = [name for name in conversations if name in replay.last]
-    if not written or session.member is None:
+    and arrives after the hold. The session's user channel ``mine`` skips such copies for
+    a while (long enough for any publish in flight, short enough that a log started
+    again meanwhile cannot lose a new message to an old seq); then the floors are
+    dropped and the check costs one test of an empty dict."""
+    written = {name: replay.last[name] for name in conversations if name in replay.last}
+    if not written:
         return
-    replayed = session.replayed
-    replayed.update((name, (replay.last[name], until)) for name in written)
+    floors = session.replayed
+    floors.update(written)
+    until = time.monotonic() + LATE_COPY_WINDOW
 
     def replayed_already(payload: str) -> bool:
-        seq = message_seq(payload) if replayed else None
+        if not floors:
+            return False
+        if time.monotonic() > until:
+            floors.clear()
+            return False
+        seq = message_seq(payload)
         name = conversation_of(payload) if seq is not None else None
-        floor = replayed.get(name) if name is not None else None
-        if seq is None or name is None or floor is None:
-            return False
-        if time.monotonic() > floor[1]:
-            del replayed[name]
-            return False
-        return seq <= floor[0]
+        return seq is not None and name is not None and seq <= floors.get(name, -1)
 
-    node.hub.skip_if(user_channel(session.member.id), session.sid, replayed_already)
+    node.hub.skip_if(mine, session.sid, replayed_already)
 
 
 async def _replay_log(

@@ -82,9 +82,9 @@ class Session:
     rooms: set[str] = field(default_factory=set)
     may_be_invisible: bool = False  # from login (server/auth.py)
     expiry: asyncio.TimerHandle | None = None  # closes the session when its token expires
-    # Conversation log -> (the newest seq a resume wrote to this session, until when a
-    # late live copy of it is skipped): core/resume.py.
-    replayed: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # Conversation log -> the newest seq a resume wrote to this session, while late live
+    # copies of those are skipped (core/resume.py).
+    replayed: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass

@@ -32,6 +32,7 @@ The prefix itself must not contain braces, or it would become the tag.
 
 from __future__ import annotations
 
+import functools
 import inspect
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
@@ -44,8 +45,6 @@ class KeySchema:
         if "{" in prefix or "}" in prefix:
             raise ValueError(f"the key prefix must not contain '{{' or '}}': {prefix!r}")
         self.prefix = prefix
-        # events_shard's number for each hash slot; computed on first use (cluster only).
-        self._shard_numbers: tuple[str, ...] | None = None
 
     def _key(self, owner: str, suffix: str) -> str:
         return f"{self.prefix}{{{owner}}}:{suffix}"
@@ -205,9 +204,7 @@ class KeySchema:
 
     def events_stream_for(self, key: str) -> str:
         """The ``events_shard`` in the hash slot of ``key``."""
-        if self._shard_numbers is None:
-            self._shard_numbers = _shard_numbers()
-        return self.events_shard(self._shard_numbers[key_slot(key.encode())])
+        return self.events_shard(_shard_numbers()[key_slot(key.encode())])
 
     def events_lease(self, sink: str) -> str:
         """string with PX ttl: id of the one node forwarding the stream to ``sink``."""
@@ -244,9 +241,10 @@ def hash_tag(key: str) -> str:
 NOT_KEYS = ("channel_name", "events_stream_for")
 
 
+@functools.cache  # a constant of the hash function, the same for every schema
 def _shard_numbers() -> tuple[str, ...]:
     """For each hash slot, the smallest ``n`` whose tag ``events:<n>`` hashes to it: a
-    few hundred thousand CRC16s, about 0.1 s once per process."""
+    few hundred thousand CRC16s, about 0.1 s once per process (cluster only)."""
     found: dict[int, str] = {}
     n = 0
     while len(found) < REDIS_CLUSTER_HASH_SLOTS:

@@ -3,8 +3,8 @@
 The streams are written by ``RedisStore``'s scripts (XADD in the same script as each
 change): one stream ``<prefix>{events}:stream`` on a single Redis; on a Redis Cluster one
 per hash slot that has seen a change (``KeySchema.events_shard``), found with SCAN on
-every master. A forwarder per sink reads it with XRANGE after its own cursor instead of through
-a consumer group: the cursor is committed only after the sink confirmed, fenced by the
+every master. A forwarder per sink reads each with XRANGE after its own cursor instead
+of through a consumer group: the cursor is committed only after the sink confirmed, fenced by the
 sink's lease in one script, so a forwarder that lost its lease (paused, cut off) can never
 move the cursor of the one that replaced it. Consumers of your own read the same stream
 with consumer groups (README, "Event stream").
